@@ -1,0 +1,39 @@
+# One entry point for users and CI. `make test` and `make demo` set everything up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := -c requirements/constraints.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-slow demo lint clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements/*.txt setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -q $(CONSTRAINTS) -r requirements/build.txt
+	# mmcv 2.1.0 has no wheel for this torch: build its CPU ops (about 18 min on 2 cores, then cached by pip).
+	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIP) install $(CONSTRAINTS) --no-build-isolation mmcv==2.1.0
+	$(PIP) install -q $(CONSTRAINTS) -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP) install -q $(CONSTRAINTS) --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+# Default suite: everything not marked slow (kept under 15 minutes on 2 cores).
+test: setup
+	$(PY) -m pytest -q tests -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q tests -m slow
+
+demo: setup
+	$(PY) tools/backbone_shapes.py
+
+lint: setup
+	$(VENV)/bin/ruff check mmswin tools tests configs
+	$(VENV)/bin/ruff format --check mmswin tools tests configs
+
+clean:
+	rm -rf $(VENV) work_dirs

@@ -1,0 +1,348 @@
+"""Swin Transformer backbone for dense prediction (Liu et al., ICCV 2021).
+
+Data flow: image -> PatchEmbed -> per stage (SwinBlock x depth -> output norm ->
+PatchMerging) -> tuple of NCHW maps, one per entry of ``out_indices``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as activation_checkpoint
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from mmswin.models.layers.patch import PatchEmbed, PatchMerging
+from mmswin.models.layers.window_attention import WindowLayout, WindowMSA, get_window_layout
+from mmswin.registry import MODELS
+
+ARCH_ZOO = {
+    'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'small': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+ATTN_IMPLS = ('sdpa', 'eager')
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch of a sample with probability ``p``."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        keep = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * keep.div_(keep_prob)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> dropout -> Linear -> dropout."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop = nn.Dropout(drop_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class SwinBlock(nn.Module):
+    """One pre-norm Swin block: (S)W-MSA and an MLP, each with a residual.
+
+    Works on tokens in the stage's regular window order, ``[B, L, C]`` (see
+    :mod:`mmswin.models.layers.window_attention`). A shifted block gathers its input
+    into the shifted window order and its output back.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, shifted: bool, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, attn_impl: str = 'sdpa'):
+        super().__init__()
+        self.shifted = shifted
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = WindowMSA(embed_dims, num_heads, window_size, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                              attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, attn_impl=attn_impl)
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+
+    def forward(self, x: Tensor, layout: WindowLayout) -> Tensor:
+        B, L, C = x.shape
+        shifted = self.shifted and layout.shift_size > 0
+        tokens = layout.zero_padding(self.norm1(x))
+        if shifted:
+            tokens = tokens.index_select(1, layout.to_shifted)
+        mask = layout.attn_mask(shifted, self.attn.relative_position_bias_table.dtype)
+        N = layout.window_size * layout.window_size
+        tokens = self.attn(tokens.view(B * (L // N), N, C), mask).view(B, L, C)
+        if shifted:
+            tokens = tokens.index_select(1, layout.from_shifted)
+        x = x + self.drop_path(tokens)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class SwinStage(nn.Module):
+    """``depth`` blocks alternating W-MSA / SW-MSA, then optional patch merging.
+
+    ``forward`` takes a ``[B, H, W, C]`` grid and returns the stage output (same shape,
+    before merging) and the input of the next stage (merged, or ``None``).
+    """
+
+    def __init__(self, embed_dims: int, depth: int, num_heads: int, window_size: int,
+                 drop_path_rates: Sequence[float], downsample: bool, mask_padding: bool = False,
+                 with_cp: bool = False, **block_kwargs):
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = window_size // 2
+        self.mask_padding = mask_padding
+        self.with_cp = with_cp
+        self.blocks = nn.ModuleList([
+            SwinBlock(embed_dims, num_heads, window_size, shifted=(i % 2 == 1), drop_path_rate=drop_path_rates[i],
+                      **block_kwargs) for i in range(depth)
+        ])
+        self.downsample = PatchMerging(embed_dims) if downsample else None
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        _, H, W, _ = x.shape
+        layout = get_window_layout(H, W, self.window_size, self.shift_size, self.mask_padding, x.device)
+        tokens = layout.to_windows(x)
+        for block in self.blocks:
+            if self.with_cp and torch.is_grad_enabled():
+                # Non-reentrant: works with frozen parameters and with DDP.
+                tokens = activation_checkpoint.checkpoint(block, tokens, layout, use_reentrant=False)
+            else:
+                tokens = block(tokens, layout)
+        out = layout.to_grid(tokens)
+        return out, (self.downsample(out) if self.downsample is not None else None)
+
+
+@MODELS.register_module()
+class SwinBackbone(BaseModule):
+    """Swin Transformer backbone emitting multi-scale NCHW feature maps.
+
+    Args:
+        arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``t/s/b/l``), or a dict with
+            ``embed_dims``, ``depths`` and ``num_heads``. Default ``'tiny'``.
+        pretrain_img_size: image size the absolute position embedding is defined for;
+            it is resized (bicubic) to the input's patch grid. Default 224.
+        in_channels: image channels. Default 3.
+        window_size: window side ``M``; the shift is ``M // 2``. Default 7.
+        patch_size: patch side of the embedding; stage 0 has stride ``patch_size``. Default 4.
+        mlp_ratio: MLP hidden width over embed width. Default 4.
+        qkv_bias: learnable bias on q, k, v. Default True.
+        qk_scale: attention scale; ``None`` means ``head_dim ** -0.5``. Default None.
+        patch_norm: LayerNorm after the patch embedding. Default True.
+        drop_rate: dropout after the position embedding, in the MLP and the projection. Default 0.
+        attn_drop_rate: dropout on attention weights. Default 0.
+        drop_path_rate: stochastic depth at the last block, linear from 0 over all blocks. Default 0.1.
+        use_abs_pos_embed: add a learnable absolute position embedding. Default False.
+        out_indices: stages whose output is returned, each through its own LayerNorm.
+            Default ``(0, 1, 2, 3)``.
+        frozen_stages: freeze the patch embedding (>= 0) and stages ``0..k-1`` with their
+            output norms; frozen parts stay in eval mode. ``-1`` freezes nothing. Default -1.
+        with_cp: non-reentrant activation checkpointing per block (saves memory). Default False.
+        mask_padding: mask zero-padded tokens out as keys so real tokens never attend to
+            padding. Off by default for parity with the official numerics. Default False.
+        attn_impl: ``'sdpa'`` (fused) or ``'eager'`` (reference). Default ``'sdpa'``.
+        init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``.
+    """
+
+    def __init__(self, arch: Union[str, dict] = 'tiny', pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 in_channels: int = 3, window_size: int = 7, patch_size: int = 4, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None, patch_norm: bool = True,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
+                 use_abs_pos_embed: bool = False, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1, with_cp: bool = False, mask_padding: bool = False,
+                 attn_impl: str = 'sdpa', init_cfg: Optional[Union[dict, list]] = None):
+        super().__init__(init_cfg=init_cfg)
+        embed_dims, depths, num_heads = _resolve_arch(arch)
+        _check_int('window_size', window_size, minimum=1)
+        _check_int('patch_size', patch_size, minimum=1)
+        _check_int('in_channels', in_channels, minimum=1)
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        if not mlp_ratio > 0:
+            raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
+        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
+                           ('drop_path_rate', drop_path_rate)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f'{name} must be in [0, 1), got {rate}')
+        num_stages = len(depths)
+        self.out_indices = _normalise_out_indices(out_indices, num_stages)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}] (number of stages), '
+                             f'got {frozen_stages!r}')
+
+        self.arch_settings = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.window_size = window_size
+        self.frozen_stages = frozen_stages
+        self.num_stages = num_stages
+        self.num_features = [embed_dims * 2**i for i in range(num_stages)]
+
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
+        self.use_abs_pos_embed = use_abs_pos_embed
+        if use_abs_pos_embed:
+            size = (pretrain_img_size, pretrain_img_size) if isinstance(pretrain_img_size, int) else tuple(
+                pretrain_img_size)
+            grid = (size[0] // patch_size, size[1] // patch_size)
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *grid))
+        self.drop_after_pos = nn.Dropout(drop_rate)
+
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # Stages after the last returned one would have parameters that never get a
+        # gradient (DDP error), so they are not built.
+        num_built = max(self.out_indices) + 1
+        self.stages = nn.ModuleList()
+        for i, depth in enumerate(depths[:num_built]):
+            start = sum(depths[:i])
+            self.stages.append(
+                SwinStage(self.num_features[i], depth, num_heads[i], window_size, rates[start:start + depth],
+                          downsample=i < num_built - 1, mask_padding=mask_padding, with_cp=with_cp,
+                          mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate,
+                          attn_drop_rate=attn_drop_rate, attn_impl=attn_impl))
+        # Norms only for returned stages: an unused parameter would break DDP.
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+
+        self._init_parameters()
+        self._freeze_stages()
+
+    def _init_parameters(self) -> None:
+        """Random init (truncated normal, std 0.02) used when no checkpoint is loaded."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, WindowMSA):
+                nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+        if self.use_abs_pos_embed:
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules that ``frozen_stages`` freezes, in forward order."""
+        if self.frozen_stages < 0:
+            return []
+        modules: list[nn.Module] = [self.patch_embed, self.drop_after_pos]
+        for i in range(min(self.frozen_stages, len(self.stages))):
+            modules.append(self.stages[i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        return modules
+
+    def _freeze_stages(self) -> None:
+        # Frozen at construction, not in train(): DDP records which parameters need
+        # gradients when it wraps the model, which happens before the first train().
+        if self.frozen_stages >= 0 and self.use_abs_pos_embed:
+            self.absolute_pos_embed.requires_grad_(False)
+        for module in self.frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'SwinBackbone':
+        """Set train/eval mode; frozen stages always stay in eval mode."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f'SwinBackbone expects a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'SwinBackbone expects a 4-D input [B, C, H, W], got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'SwinBackbone was built with in_channels={self.in_channels} but the input has '
+                             f'{x.shape[1]} channels (shape {tuple(x.shape)}); set in_channels to match')
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f'SwinBackbone got an empty input of shape {tuple(x.shape)}; batch, height and '
+                             'width must be at least 1')
+        if not x.is_floating_point():
+            raise TypeError(f'SwinBackbone expects a floating-point input, got dtype {x.dtype}; '
+                            'convert it with x.float() (and normalise it) first')
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``[B, C, H, W]`` -> tuple of ``[B, C_i, H_i, W_i]``, ``H_0 = ceil(H / patch_size)``,
+        each later stage ``ceil(previous / 2)``."""
+        self._check_input(x)
+        x = self.patch_embed(x)  # [B, H0, W0, C]
+        if self.use_abs_pos_embed:
+            pos = self.absolute_pos_embed
+            if pos.shape[2:] != x.shape[1:3]:
+                pos = F.interpolate(pos, size=x.shape[1:3], mode='bicubic', align_corners=False)
+            x = x + pos.permute(0, 2, 3, 1)
+        x = self.drop_after_pos(x)
+
+        outs = []
+        for i, stage in enumerate(self.stages):
+            out, x = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(out).permute(0, 3, 1, 2).contiguous())
+        return tuple(outs)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+
+
+def _resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    if isinstance(arch, str):
+        key = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if key not in ARCH_ZOO:
+            raise ValueError(f'Unknown arch {arch!r}; choose one of {sorted(ARCH_ZOO)} or pass a dict with '
+                             'embed_dims, depths and num_heads')
+        arch = ARCH_ZOO[key]
+    elif not isinstance(arch, dict):
+        raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+    missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
+    if missing:
+        raise ValueError(f'arch dict is missing {sorted(missing)}; it needs embed_dims, depths and num_heads')
+    embed_dims, depths, num_heads = arch['embed_dims'], tuple(arch['depths']), tuple(arch['num_heads'])
+    _check_int('arch.embed_dims', embed_dims, minimum=1)
+    if len(depths) == 0 or len(depths) != len(num_heads):
+        raise ValueError(f'arch.depths and arch.num_heads must be non-empty and of the same length, got '
+                         f'depths={depths} and num_heads={num_heads}')
+    for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+        _check_int(f'arch.depths[{i}]', depth, minimum=1)
+        _check_int(f'arch.num_heads[{i}]', heads, minimum=1)
+        width = embed_dims * 2**i
+        if width % heads:
+            raise ValueError(f'stage {i} has width {width} (embed_dims * 2**{i}), which is not divisible by '
+                             f'num_heads[{i}]={heads}')
+    return embed_dims, depths, num_heads
+
+
+def _normalise_out_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
+    if isinstance(out_indices, int):
+        out_indices = (out_indices, )
+    if len(out_indices) == 0:
+        raise ValueError('out_indices must name at least one stage')
+    normalised = []
+    for index in out_indices:
+        if not isinstance(index, int) or not -num_stages <= index < num_stages:
+            raise ValueError(f'out_indices entries must be ints in [{-num_stages}, {num_stages - 1}] for '
+                             f'{num_stages} stages, got {index!r} in {tuple(out_indices)}')
+        normalised.append(index % num_stages)
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f'out_indices has duplicates: {tuple(out_indices)}')
+    return tuple(sorted(normalised))

@@ -1,0 +1,61 @@
+"""Patch embedding (image -> tokens) and patch merging (tokens -> 2x coarser tokens).
+
+Both pad at the bottom and right, so any input size works and the top-left pixel of
+every output token is where the unpadded model would put it.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool) -> Tensor:
+    """Zero-pad the spatial dims at bottom/right up to a multiple; no copy if already there.
+
+    ``channels_last`` says whether ``x`` is ``[B, H, W, C]`` (True) or ``[B, C, H, W]``.
+    """
+    height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    if not (pad_h or pad_w):
+        return x
+    return F.pad(x, (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h))
+
+
+class PatchEmbed(nn.Module):
+    """Split the image into ``patch_size`` x ``patch_size`` patches and embed each linearly.
+
+    ``[B, in_channels, H, W] -> [B, ceil(H / p), ceil(W / p), embed_dims]`` (channels last).
+    """
+
+    def __init__(self, in_channels: int = 3, embed_dims: int = 96, patch_size: int = 4, patch_norm: bool = True):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dims) if patch_norm else nn.Identity()
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.proj(pad_to_multiple(images, self.patch_size, channels_last=False))
+        return self.norm(x.permute(0, 2, 3, 1))
+
+
+class PatchMerging(nn.Module):
+    """Concatenate each 2x2 neighbourhood, normalise, and project ``4C -> 2C``.
+
+    The concatenation order is the one of the official Swin code and its public
+    weights: ``x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]``.
+    Odd sizes are zero-padded first. ``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None):
+        super().__init__()
+        out_channels = out_channels or 2 * in_channels
+        self.norm = nn.LayerNorm(4 * in_channels)
+        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = pad_to_multiple(x, 2, channels_last=True)
+        B, H, W, C = x.shape
+        # [B, H/2, dy, W/2, dx, C] -> [B, H/2, W/2, dx, dy, C]: channel block k = 2*dx + dy.
+        x = x.view(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, H // 2, W // 2, 4 * C)
+        return self.reduction(self.norm(x))

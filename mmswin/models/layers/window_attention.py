@@ -1,0 +1,307 @@
+"""Window attention: partition helpers, the relative position index, the cached
+window layout (padding, cyclic shift, masks) and the ``WindowMSA`` module.
+
+Token layout. A Swin stage keeps its tokens in *window order* from its first block to
+its last: the token grid is padded once to a multiple of the window and laid out as
+``[B, num_windows * N, C]`` with ``N = window_size ** 2``. A regular (W-MSA) block then
+needs no copy at all, and a shifted (SW-MSA) block needs one gather into the shifted
+window order and one gather back, instead of the pad / roll / partition / reverse /
+roll / crop copies of a block that works on the image grid. The gather indices, the
+shift mask and the padding mask depend only on the grid size, so they are built once
+per size and kept in a small cache (:func:`get_window_layout`).
+
+Numerically this equals the reference formulation "pad the normalised tokens with
+zeros, roll by ``-shift``, partition, attend with the shift mask": padded tokens are
+re-zeroed after ``norm1`` in every block (see :meth:`WindowLayout.zero_padding`).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Additive mask value for forbidden query/key pairs. Large enough that the pair's
+# softmax weight is zero in fp32/bf16/fp16, small enough that bias + two masks stay
+# finite in fp16, so no row can turn into NaN.
+MASK_VALUE = -1.0e4
+
+LAYOUT_CACHE_SIZE = 64
+
+
+def window_partition(x: Tensor, window_size: int) -> Tensor:
+    """Split a padded grid into windows.
+
+    ``[B, H, W, C] -> [B, num_windows * window_size**2, C]``, windows in row-major
+    order, tokens row-major inside each window. ``H`` and ``W`` must be multiples of
+    ``window_size``.
+    """
+    B, H, W, C = x.shape
+    x = x.view(B, H // window_size, window_size, W // window_size, window_size, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(B, H * W, C)
+
+
+def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`window_partition`: ``[B, H * W, C] -> [B, H, W, C]``."""
+    B, _, C = windows.shape
+    x = windows.view(B, height // window_size, width // window_size, window_size, window_size, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(B, height, width, C)
+
+
+def relative_position_index(window_size: int) -> Tensor:
+    """Index into the ``(2M-1)**2`` bias table for every (query, key) pair of a window.
+
+    Returns ``[N, N]`` long with ``N = M * M``; entry ``(i, j)`` is
+    ``(dy + M - 1) * (2M - 1) + (dx + M - 1)`` where ``(dy, dx)`` is the offset of
+    token ``i`` from token ``j``. This is the table layout of the public Swin weights.
+    """
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')
+    ).flatten(1)  # [2, N]
+    offset = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # [2, N, N]
+    return offset[0] * (2 * window_size - 1) + offset[1]
+
+
+def shift_region_labels(padded_height: int, padded_width: int, window_size: int, shift_size: int) -> Tensor:
+    """Label each position of the rolled, padded grid with the image region it came from.
+
+    After ``roll(-shift)`` the last window row and column hold tokens from up to three
+    regions each (bottom of the image, wrapped-around top, padding stays with bottom);
+    tokens may only attend to tokens with the same label. Returns ``[Hp, Wp]`` long.
+    """
+
+    def band_labels(size: int) -> Tensor:
+        labels = torch.zeros(size, dtype=torch.long)
+        labels[size - window_size:size - shift_size] = 1
+        labels[size - shift_size:] = 2
+        return labels
+
+    return band_labels(padded_height)[:, None] * 3 + band_labels(padded_width)[None, :]
+
+
+@dataclass
+class WindowLayout:
+    """Everything a stage needs to attend in windows on a grid of one size.
+
+    Built once per (height, width, window, shift, mask_padding, device) by
+    :func:`get_window_layout`. All token indices refer to the *regular* window order
+    of the padded grid (``window_partition`` of the zero-padded ``[B, Hp, Wp, C]``).
+    """
+
+    height: int
+    width: int
+    window_size: int
+    shift_size: int
+    padded_height: int
+    padded_width: int
+    # [1, L, 1] bool, True for real tokens; None when the grid needs no padding.
+    valid_tokens: Optional[Tensor]
+    # [L] long: regular order -> shifted order, and back. None when shift_size == 0.
+    to_shifted: Optional[Tensor]
+    from_shifted: Optional[Tensor]
+    # [num_windows, N, N] float32 additive masks; None when nothing is masked.
+    regular_mask: Optional[Tensor]
+    shifted_mask: Optional[Tensor]
+    _cast_masks: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_windows(self) -> int:
+        return (self.padded_height // self.window_size) * (self.padded_width // self.window_size)
+
+    @property
+    def needs_padding(self) -> bool:
+        return self.valid_tokens is not None
+
+    def attn_mask(self, shifted: bool, dtype: torch.dtype) -> Optional[Tensor]:
+        """The additive mask for regular or shifted windows, in ``dtype`` (cached)."""
+        mask = self.shifted_mask if shifted else self.regular_mask
+        if mask is None or mask.dtype == dtype:
+            return mask
+        key = (shifted, dtype)
+        if key not in self._cast_masks:
+            self._cast_masks[key] = mask.to(dtype)
+        return self._cast_masks[key]
+
+    def to_windows(self, x: Tensor) -> Tensor:
+        """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order."""
+        pad_h = self.padded_height - self.height
+        pad_w = self.padded_width - self.width
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        return window_partition(x, self.window_size)
+
+    def to_grid(self, windows: Tensor) -> Tensor:
+        """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped."""
+        grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
+        if self.needs_padding:
+            grid = grid[:, :self.height, :self.width].contiguous()
+        return grid
+
+    def zero_padding(self, tokens: Tensor) -> Tensor:
+        """Set padded tokens to zero, as the reference pads normalised tokens with zeros."""
+        if self.valid_tokens is None:
+            return tokens
+        return tokens.masked_fill(~self.valid_tokens, 0.0)
+
+
+def _build_window_layout(height: int, width: int, window_size: int, shift_size: int, mask_padding: bool,
+                         device: torch.device) -> WindowLayout:
+    padded_height = -(-height // window_size) * window_size
+    padded_width = -(-width // window_size) * window_size
+    num_tokens = padded_height * padded_width
+    N = window_size * window_size
+
+    def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
+        return window_partition(grid[None, :, :, None], window_size).view(-1, N)
+
+    valid_grid = torch.zeros(padded_height, padded_width, dtype=torch.bool)
+    valid_grid[:height, :width] = True
+    needs_padding = padded_height != height or padded_width != width
+    valid_regular = in_windows(valid_grid)  # [nW, N]
+
+    def padding_mask(valid: Tensor) -> Tensor:
+        # Real queries must not see padded keys; padded queries (whose output is thrown
+        # away) keep every key, so no row is ever fully masked.
+        return valid[:, :, None] & ~valid[:, None, :]
+
+    regular_forbidden = padding_mask(valid_regular) if (mask_padding and needs_padding) else None
+
+    to_shifted = from_shifted = shifted_forbidden = None
+    if shift_size > 0:
+        # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
+        regular_index = window_reverse(torch.arange(num_tokens).view(1, num_tokens, 1), window_size,
+                                       padded_height, padded_width)[0, :, :, 0]
+        rolled = torch.roll(regular_index, shifts=(-shift_size, -shift_size), dims=(0, 1))
+        to_shifted = in_windows(rolled).reshape(-1)
+        from_shifted = torch.argsort(to_shifted)
+        labels = in_windows(shift_region_labels(padded_height, padded_width, window_size, shift_size))
+        shifted_forbidden = labels[:, :, None] != labels[:, None, :]
+        if mask_padding and needs_padding:
+            valid_shifted = valid_regular.reshape(-1)[to_shifted].view(-1, N)
+            shifted_forbidden = shifted_forbidden | padding_mask(valid_shifted)
+
+    def additive(forbidden: Optional[Tensor]) -> Optional[Tensor]:
+        if forbidden is None or not bool(forbidden.any()):
+            return None
+        return torch.zeros(forbidden.shape).masked_fill_(forbidden, MASK_VALUE).to(device)
+
+    return WindowLayout(
+        height=height,
+        width=width,
+        window_size=window_size,
+        shift_size=shift_size,
+        padded_height=padded_height,
+        padded_width=padded_width,
+        valid_tokens=valid_regular.view(1, -1, 1).to(device) if needs_padding else None,
+        to_shifted=None if to_shifted is None else to_shifted.to(device),
+        from_shifted=None if from_shifted is None else from_shifted.to(device),
+        regular_mask=additive(regular_forbidden),
+        shifted_mask=additive(shifted_forbidden),
+    )
+
+
+_layout_cache: 'OrderedDict[tuple, WindowLayout]' = OrderedDict()
+
+
+def get_window_layout(height: int, width: int, window_size: int, shift_size: int, mask_padding: bool = False,
+                      device: torch.device | str = 'cpu') -> WindowLayout:
+    """The :class:`WindowLayout` for a grid, from a bounded LRU cache.
+
+    The peers rebuild the shift mask in every block on every forward; here it is built
+    once per input size and reused by every block and every iteration.
+    """
+    key = (height, width, window_size, shift_size, bool(mask_padding), torch.device(device))
+    layout = _layout_cache.get(key)
+    if layout is None:
+        layout = _build_window_layout(height, width, window_size, shift_size, mask_padding, torch.device(device))
+        _layout_cache[key] = layout
+        if len(_layout_cache) > LAYOUT_CACHE_SIZE:
+            _layout_cache.popitem(last=False)
+    else:
+        _layout_cache.move_to_end(key)
+    return layout
+
+
+def clear_window_layout_cache() -> None:
+    _layout_cache.clear()
+
+
+class WindowMSA(nn.Module):
+    """Multi-head self-attention inside windows, with a relative position bias.
+
+    Args:
+        embed_dims: channels ``C`` of the tokens.
+        num_heads: attention heads; ``C`` must be divisible by it.
+        window_size: side ``M`` of a square window; a window holds ``N = M * M`` tokens.
+        qkv_bias: add a learnable bias to q, k and v.
+        qk_scale: scale of ``q @ k^T``; ``None`` means ``head_dim ** -0.5``.
+        attn_drop_rate: dropout on the attention weights (training only).
+        proj_drop_rate: dropout after the output projection.
+        attn_impl: ``'sdpa'`` (fused ``scaled_dot_product_attention``) or ``'eager'``
+            (explicit matmul + softmax, the reference formulation).
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
+                 attn_impl: str = 'sdpa') -> None:
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.window_size = window_size
+        self.scale = qk_scale if qk_scale is not None else self.head_dims**-0.5
+        self.attn_drop_rate = attn_drop_rate
+        self.attn_impl = attn_impl
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1)**2, num_heads))
+        # Recomputed from window_size, so not saved in checkpoints.
+        self.register_buffer('relative_position_index', relative_position_index(window_size).view(-1),
+                             persistent=False)
+
+    def relative_position_bias(self) -> Tensor:
+        """``[num_heads, N, N]`` bias gathered from the table."""
+        N = self.window_size * self.window_size
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        return bias.view(N, N, self.num_heads).permute(2, 0, 1)
+
+    def forward(self, windows: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Attend inside each window.
+
+        Args:
+            windows: ``[B * num_windows, N, C]``, windows of one image consecutive.
+            mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
+
+        Returns:
+            ``[B * num_windows, N, C]``.
+        """
+        num_windows_total, N, C = windows.shape
+        heads = self.num_heads
+        qkv = self.qkv(windows).view(num_windows_total, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, head_dims]
+
+        attn_bias = self.relative_position_bias().unsqueeze(0)  # [1, heads, N, N]
+        if mask is not None:
+            num_windows = mask.shape[0]
+            attn_bias = attn_bias + mask.unsqueeze(1)  # [nW, heads, N, N]
+            if num_windows_total != num_windows:
+                batch = num_windows_total // num_windows
+                attn_bias = attn_bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(
+                    num_windows_total, heads, N, N)
+        else:
+            attn_bias = attn_bias.expand(num_windows_total, -1, -1, -1)
+        attn_bias = attn_bias.to(q.dtype)
+        dropout_p = self.attn_drop_rate if self.training else 0.0
+
+        if self.attn_impl == 'sdpa':
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=self.scale)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
+            attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
+            out = attn @ v
+        out = out.transpose(1, 2).reshape(num_windows_total, N, C)
+        return self.proj_drop(self.proj(out))

@@ -1,0 +1,184 @@
+"""SwinBackbone: shapes, options, freezing, checkpointing, autocast, input checks."""
+import math
+
+import pytest
+import torch
+
+from mmswin.models import SwinBackbone
+from mmswin.models.layers import window_attention
+
+from .helpers import MINI_ARCH, perturb_
+
+
+def mini(**kwargs):
+    return SwinBackbone(arch=MINI_ARCH, **kwargs)
+
+
+@pytest.mark.parametrize('size', [(97, 131), (224, 224), (33, 45), (3, 5), (1, 1), (5, 300)])
+def test_output_shapes_for_any_size(size):
+    model = mini().eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    h, w = math.ceil(size[0] / 4), math.ceil(size[1] / 4)
+    for i, out in enumerate(outs):
+        assert out.shape == (1, 16 * 2**i, h, w)
+        assert out.is_contiguous()
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+
+
+def test_presets_have_published_widths():
+    for arch, dims in (('tiny', 96), ('small', 96), ('base', 128), ('large', 192)):
+        model = SwinBackbone(arch=arch, out_indices=(0, ))
+        assert model.num_features[0] == dims and model.arch_settings['embed_dims'] == dims
+    assert SwinBackbone(arch='small').arch_settings['depths'] == (2, 2, 18, 2)
+    assert SwinBackbone(arch='large').arch_settings['num_heads'] == (6, 12, 24, 48)
+
+
+def test_out_indices_select_stages_and_norms():
+    model = mini(out_indices=(1, 2))
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 64]
+    assert not hasattr(model, 'norm0') and not hasattr(model, 'norm3')
+    assert len(model.stages) == 3, 'stages after the last output are not built (they would be unused in DDP)'
+
+
+def test_every_parameter_gets_a_gradient():
+    model = mini(out_indices=(0, 2), drop_path_rate=0.0)
+    sum(o.sum() for o in model(torch.randn(2, 3, 40, 56))).backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None]
+    assert unused == []
+
+
+def test_drop_path_is_linear_over_all_blocks():
+    model = mini(drop_path_rate=0.3)
+    rates = [block.drop_path.drop_prob for stage in model.stages for block in stage.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3)
+    assert rates == pytest.approx([0.3 * i / 7 for i in range(8)])
+
+
+def test_blocks_alternate_regular_and_shifted():
+    model = mini()
+    assert [b.shifted for b in model.stages[0].blocks] == [False, True]
+
+
+def test_frozen_stages_are_frozen_at_construction_and_stay_in_eval():
+    model = mini(frozen_stages=2, drop_rate=0.1)
+    frozen = ['patch_embed.', 'stages.0.', 'stages.1.', 'norm0.', 'norm1.']
+    for name, param in model.named_parameters():
+        assert param.requires_grad == (not any(name.startswith(p) for p in frozen)), name
+    assert model.train() is model
+    assert not model.stages[1].training and not model.norm0.training and not model.patch_embed.training
+    assert model.stages[2].training and model.norm2.training
+
+
+def test_frozen_stage_outputs_are_deterministic_in_train_mode():
+    model = mini(frozen_stages=1, drop_rate=0.5, drop_path_rate=0.5).train()
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(model(x)[0], model(x)[0])
+
+
+def test_activation_checkpointing_gives_same_outputs_and_grads():
+    x = torch.randn(2, 3, 45, 61)
+    plain = mini(drop_path_rate=0.0)
+    ckpt = mini(drop_path_rate=0.0, with_cp=True, frozen_stages=1)
+    ckpt.load_state_dict(plain.state_dict())
+    for model in (plain, ckpt):
+        sum(o.square().mean() for o in model(x)).backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        if b.requires_grad:
+            assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+        else:
+            assert b.grad is None
+
+
+def test_sdpa_and_eager_backbones_agree():
+    model = perturb_(mini()).eval()
+    eager = mini(attn_impl='eager').eval()
+    eager.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        for a, b in zip(model(x), eager(x)):
+            assert (a - b).abs().max() < 1e-5
+
+
+def test_absolute_pos_embed_is_resized_and_used():
+    model = mini(use_abs_pos_embed=True, pretrain_img_size=64).eval()
+    assert model.absolute_pos_embed.shape == (1, 16, 16, 16)
+    x = torch.randn(1, 3, 50, 90)
+    with torch.no_grad():
+        before = model(x)[0]
+        model.absolute_pos_embed.add_(1.0)
+        after = model(x)[0]
+    assert before.shape == (1, 16, 13, 23)
+    assert not torch.allclose(before, after)
+    model.train()
+    model(x)[0].sum().backward()
+    assert model.absolute_pos_embed.grad is not None and model.absolute_pos_embed.grad.abs().sum() > 0
+
+
+def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
+    x = torch.randn(1, 3, 41, 59)  # 11 x 15 tokens: padded in every stage
+    base = perturb_(mini(mask_padding=True)).eval()
+    unmasked = mini(mask_padding=False).eval()
+    unmasked.load_state_dict(base.state_dict())
+    with torch.no_grad():
+        reference = [base(x), unmasked(x)]
+        # Fill padded tokens with large noise instead of zeros: masked keys must not matter.
+        monkeypatch.setattr(window_attention.WindowLayout, 'zero_padding',
+                            lambda self, t: t if self.valid_tokens is None else torch.where(
+                                self.valid_tokens, t, 30 * torch.randn_like(t)))
+        noisy = [base(x), unmasked(x)]
+    for a, b in zip(reference[0], noisy[0]):
+        assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(reference[1][0], noisy[1][0], atol=1e-4)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16])
+def test_autocast_outputs_are_finite_and_close(dtype):
+    model = perturb_(mini(mask_padding=True)).eval()
+    x = torch.randn(1, 3, 61, 77)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast('cpu', dtype=dtype):
+            low = model(x)
+    for a, b in zip(reference, low):
+        assert torch.isfinite(b).all()
+        assert (a - b.float()).abs().mean() < 0.05 * a.abs().mean() + 1e-3
+
+
+BAD_ARGS = [
+    (dict(arch='huge'), ValueError, 'arch'),
+    (dict(arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1, ))), ValueError, 'depths'),
+    (dict(arch=dict(embed_dims=16, depths=(2, ), num_heads=(3, ))), ValueError, 'num_heads'),
+    (dict(arch=dict(embed_dims=16, depths=(2, ))), ValueError, 'num_heads'),
+    (dict(window_size=0), ValueError, 'window_size'),
+    (dict(patch_size=0), ValueError, 'patch_size'),
+    (dict(out_indices=(4, )), ValueError, 'out_indices'),
+    (dict(out_indices=()), ValueError, 'out_indices'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
+    (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
+    (dict(attn_impl='flash'), ValueError, 'attn_impl'),
+    (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
+]
+
+
+@pytest.mark.parametrize('kwargs,error,name', BAD_ARGS)
+def test_bad_arguments_name_the_argument(kwargs, error, name):
+    kwargs = {'arch': MINI_ARCH, **kwargs}
+    with pytest.raises(error, match=name):
+        SwinBackbone(**kwargs)
+
+
+BAD_INPUTS = [
+    (torch.randn(3, 32, 32), ValueError, '4-D'),
+    (torch.randn(1, 1, 32, 32), ValueError, 'in_channels'),
+    (torch.randn(1, 3, 0, 32), ValueError, 'empty'),
+    (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), TypeError, 'floating'),
+    ([[1.0]], TypeError, 'Tensor'),
+]
+
+
+@pytest.mark.parametrize('x,error,words', BAD_INPUTS)
+def test_bad_inputs_get_clear_errors(x, error, words):
+    with pytest.raises(error, match=words):
+        mini()(x)

@@ -1,0 +1,103 @@
+"""Window partition, relative position index, shift/padding masks and WindowMSA."""
+import pytest
+import torch
+
+from mmswin.models.layers.window_attention import (MASK_VALUE, WindowMSA, get_window_layout,
+                                                   relative_position_index, shift_region_labels,
+                                                   window_partition, window_reverse)
+
+
+def test_partition_then_reverse_is_identity():
+    x = torch.randn(2, 14, 21, 5)
+    windows = window_partition(x, 7)
+    assert windows.shape == (2, 6 * 49, 5)
+    assert torch.equal(windows[0, :7, :], x[0, 0, :7])  # first row of the first window
+    assert torch.equal(window_reverse(windows, 7, 14, 21), x)
+
+
+def test_relative_position_index_matches_offsets():
+    M = 3
+    index = relative_position_index(M)
+    assert index.shape == (9, 9)
+    assert index.min() == 0 and index.max() == (2 * M - 1)**2 - 1
+    # token 0 is (0, 0), token 8 is (2, 2): offset (-2, -2) -> row 0, col 0 of the table
+    assert index[0, 8] == 0
+    assert index[8, 0] == (2 * M - 1)**2 - 1
+    assert torch.all(index.diagonal() == (M - 1) * (2 * M - 1) + (M - 1))
+
+
+def reference_shift_mask(Hp, Wp, ws, shift):
+    """The shift mask as the paper describes it, built with explicit slices."""
+    img = torch.zeros(1, Hp, Wp, 1)
+    count = 0
+    for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
+        for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
+            img[:, hs, wsl, :] = count
+            count += 1
+    labels = window_partition(img, ws).view(-1, ws * ws)
+    return labels[:, :, None] != labels[:, None, :]
+
+
+@pytest.mark.parametrize('size', [(14, 14), (21, 35), (7, 7), (28, 14)])
+def test_shift_mask_matches_region_definition(size):
+    layout = get_window_layout(*size, window_size=7, shift_size=3)
+    expected = reference_shift_mask(*size, 7, 3)
+    assert torch.equal(layout.shifted_mask == MASK_VALUE, expected)
+    assert layout.regular_mask is None  # no padding, no padding mask
+
+
+def test_shift_gather_equals_roll_then_partition():
+    H, W, ws, s = 10, 17, 7, 3
+    layout = get_window_layout(H, W, ws, s)
+    grid = torch.randn(1, H, W, 4)
+    regular = layout.to_windows(grid)
+    padded = torch.nn.functional.pad(grid, (0, 0, 0, layout.padded_width - W, 0, layout.padded_height - H))
+    expected = window_partition(torch.roll(padded, (-s, -s), dims=(1, 2)), ws)
+    assert torch.equal(regular.index_select(1, layout.to_shifted), expected)
+    assert torch.equal(regular.index_select(1, layout.to_shifted).index_select(1, layout.from_shifted), regular)
+    assert torch.equal(layout.to_grid(regular), grid)
+
+
+def test_layout_is_cached_per_size_and_options():
+    a = get_window_layout(9, 9, 7, 3)
+    assert get_window_layout(9, 9, 7, 3) is a
+    assert get_window_layout(9, 9, 7, 3, mask_padding=True) is not a
+    assert get_window_layout(9, 10, 7, 3) is not a
+    assert a.attn_mask(True, torch.float16) is a.attn_mask(True, torch.float16)
+
+
+def test_padding_mask_hides_padded_keys_from_real_queries_only():
+    layout = get_window_layout(5, 5, 7, 3, mask_padding=True)
+    valid = layout.valid_tokens.view(-1)
+    masked = layout.regular_mask[0] == MASK_VALUE
+    assert torch.equal(masked, valid[:, None] & ~valid[None, :])
+    for mask in (layout.regular_mask, layout.shifted_mask):
+        assert not (mask == MASK_VALUE).all(dim=-1).any(), 'a row is fully masked'
+
+
+def test_no_padding_mask_when_grid_fits_windows():
+    layout = get_window_layout(14, 7, 7, 3, mask_padding=True)
+    assert layout.valid_tokens is None and layout.regular_mask is None
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_sdpa_and_eager_agree(with_mask):
+    attn = WindowMSA(32, 4, 7, attn_impl='sdpa')
+    torch.nn.init.normal_(attn.relative_position_bias_table)
+    eager = WindowMSA(32, 4, 7, attn_impl='eager')
+    eager.load_state_dict(attn.state_dict())
+    x = torch.randn(2 * 6, 49, 32)
+    mask = get_window_layout(14, 21, 7, 3).shifted_mask if with_mask else None
+    assert torch.allclose(attn(x, mask), eager(x, mask), atol=1e-5)
+
+
+def test_sdpa_gradients_match_eager():
+    attn = WindowMSA(16, 2, 4, attn_impl='sdpa')
+    eager = WindowMSA(16, 2, 4, attn_impl='eager')
+    eager.load_state_dict(attn.state_dict())
+    x = torch.randn(4, 16, 16)
+    mask = get_window_layout(8, 8, 4, 2).shifted_mask
+    attn(x, mask).square().sum().backward()
+    eager(x, mask).square().sum().backward()
+    for (name, a), b in zip(attn.named_parameters(), eager.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
