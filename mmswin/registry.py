@@ -1,9 +1,15 @@
-"""The ``mmswin`` model registry.
+"""The ``mmswin`` registries.
 
-A child of MMEngine's root ``MODELS`` registry, so a config whose ``default_scope`` is
-``mmdet`` or ``mmseg`` can name ``type='mmswin.SwinBackbone'`` and MMEngine finds it here.
+Children of MMEngine's root registries, so a config whose ``default_scope`` is ``mmdet``
+or ``mmseg`` can name ``type='mmswin.SwinBackbone'`` (or ``'mmswin.PlainCheckpointHook'``)
+and MMEngine finds it here.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmswin', locations=['mmswin.models'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmswin', locations=['mmswin.engine'])
+OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin',
+                          locations=['mmswin.engine'])

@@ -1,0 +1,46 @@
+"""A small semantic-segmentation set of synthetic shapes in the ADE20K folder layout.
+
+Layout (as ``data/ade/ADEChallengeData2016``)::
+
+    ROOT/images/{training,validation}/*.jpg
+    ROOT/annotations/{training,validation}/*.png   (0 = background, 1.. = SHAPE_CLASSES)
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_directory
+from .shapes import SHAPE_CLASSES, draw_shapes
+
+SEG_CLASSES = ('background', ) + SHAPE_CLASSES
+SPLITS = ('training', 'validation')
+
+
+def generate_ade_shapes(root: str, num_train: int = 300, num_val: int = 60, size_range: tuple[int, int] = (100, 150),
+                        max_shapes: int = 4, seed: int = 0) -> str:
+    """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
+    if not 16 <= size_range[0] <= size_range[1]:
+        raise ValueError(f'size_range must be (min, max) with 16 <= min <= max, got {size_range}')
+    rng = np.random.default_rng(seed)
+    with atomic_directory(root) as staging:
+        for split, count in zip(SPLITS, (num_train, num_val)):
+            image_dir = os.path.join(staging, 'images', split)
+            label_dir = os.path.join(staging, 'annotations', split)
+            os.makedirs(image_dir)
+            os.makedirs(label_dir)
+            for index in range(count):
+                height = int(rng.integers(size_range[0], size_range[1] + 1))
+                width = int(rng.integers(size_range[0], size_range[1] + 1))
+                image, shapes = draw_shapes(rng, height, width, max_shapes, min_visible_fraction=0.0)
+                labels = np.zeros((height, width), dtype=np.uint8)
+                for shape in shapes:
+                    labels[shape.visible_mask] = shape.label + 1
+                name = f'{split}_{index:06d}'
+                cv2.imwrite(os.path.join(image_dir, name + '.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(os.path.join(label_dir, name + '.png'), labels)
+    return root

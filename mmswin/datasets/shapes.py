@@ -1,0 +1,100 @@
+"""Random shapes on random backgrounds: the pixels behind both demo data sets.
+
+No data set can be downloaded on a fresh machine, so the demos learn from images
+drawn here. Everything is driven by one ``numpy`` generator, so a seed gives the
+same images on every machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+SHAPE_CLASSES = ('rectangle', 'ellipse', 'triangle', 'star')
+
+
+@dataclass
+class DrawnShape:
+    """One shape: its class index and the mask of its pixels still visible in the image."""
+
+    label: int
+    visible_mask: np.ndarray  # [H, W] bool
+
+
+def shape_polygon(label: int, center: tuple[float, float], radius: float, angle: float) -> np.ndarray:
+    """Outline of a shape of class ``label`` as an ``[K, 2]`` float array of (x, y) points."""
+    name = SHAPE_CLASSES[label]
+    if name == 'rectangle':
+        thetas = np.array([45, 135, 225, 315], dtype=np.float64)
+        radii = np.ones(4)
+    elif name == 'ellipse':
+        thetas = np.linspace(0, 360, 32, endpoint=False)
+        radii = np.ones(32)
+    elif name == 'triangle':
+        thetas = np.array([90, 210, 330], dtype=np.float64)
+        radii = np.ones(3)
+    else:  # star: 5 outer and 5 inner points
+        thetas = np.linspace(90, 450, 10, endpoint=False)
+        radii = np.tile([1.0, 0.45], 5)
+    thetas = np.deg2rad(thetas + angle)
+    if name in ('rectangle', 'ellipse'):
+        # Anisotropic: rectangles and ellipses get an aspect ratio via the angle's twin.
+        stretch = 0.6 + 0.4 * abs(np.cos(np.deg2rad(angle * 3)))
+        x = radius * radii * np.cos(thetas)
+        y = radius * radii * np.sin(thetas) * stretch
+        rotation = np.deg2rad(angle)
+        x, y = x * np.cos(rotation) - y * np.sin(rotation), x * np.sin(rotation) + y * np.cos(rotation)
+    else:
+        x = radius * radii * np.cos(thetas)
+        y = -radius * radii * np.sin(thetas)
+    return np.stack([center[0] + x, center[1] + y], axis=1)
+
+
+def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth colour gradient plus mild noise, ``[H, W, 3]`` uint8."""
+    corners = rng.uniform(40, 215, size=(2, 2, 3)).astype(np.float32)
+    background = cv2.resize(corners, (width, height), interpolation=cv2.INTER_LINEAR)
+    background += rng.normal(0, 6, size=(height, width, 3)).astype(np.float32)
+    return np.clip(background, 0, 255).astype(np.uint8)
+
+
+def draw_shapes(rng: np.random.Generator, height: int, width: int, max_shapes: int,
+                min_visible_fraction: float = 0.4) -> tuple[np.ndarray, list[DrawnShape]]:
+    """Draw 1..max_shapes shapes, later ones over earlier ones.
+
+    Returns the image (``[H, W, 3]`` uint8, BGR as OpenCV writes it) and the shapes whose
+    visible part is at least ``min_visible_fraction`` of their drawn area, each with
+    its visible mask, so annotations always describe what the image shows.
+    """
+    image = textured_background(rng, height, width)
+    owner = np.full((height, width), -1, dtype=np.int32)
+    labels, areas = [], []
+    for index in range(int(rng.integers(1, max_shapes + 1))):
+        label = int(rng.integers(len(SHAPE_CLASSES)))
+        radius = rng.uniform(0.12, 0.3) * min(height, width)
+        center = (rng.uniform(radius * 0.6, width - radius * 0.6), rng.uniform(radius * 0.6, height - radius * 0.6))
+        polygon = shape_polygon(label, center, radius, rng.uniform(0, 360))
+        mask = np.zeros((height, width), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        image[mask.astype(bool)] = colour
+        owner[mask.astype(bool)] = index
+        labels.append(label)
+        areas.append(int(mask.sum()))
+    shapes = []
+    for index, (label, area) in enumerate(zip(labels, areas)):
+        visible = owner == index
+        if area > 0 and visible.sum() >= min_visible_fraction * area:
+            shapes.append(DrawnShape(label, visible))
+    return image, shapes
+
+
+def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
+    """Outer contours of a binary mask as COCO polygons ``[[x0, y0, x1, y1, ...], ...]``."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours:
+        if len(contour) >= min_points and cv2.contourArea(contour) >= 2:
+            polygons.append(contour.reshape(-1).astype(float).tolist())
+    return polygons

@@ -1,0 +1,91 @@
+"""Checks that run before any heavy work: data sets and checkpoints that a config names.
+
+A missing COCO folder or weight file should cost the user one line that names the
+path and the fix, not a stack trace from deep inside a data loader.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from mmengine.config import Config
+
+REMOTE_PREFIXES = ('http://', 'https://', 'torchvision://', 'open-mmlab://', 'mmcls://', 'modelzoo://', 's3://')
+
+DATA_HINTS = {
+    'mmdet': ('put COCO 2017 under data/coco (annotations/, train2017/, val2017/) or point {key}.dataset.data_root '
+              'elsewhere with --cfg-options; to see the pipeline work first, run `make demo`'),
+    'mmseg': ('put ADE20K under data/ade/ADEChallengeData2016 (images/, annotations/) or point '
+              '{key}.dataset.data_root elsewhere with --cfg-options; to see the pipeline work first, run '
+              '`make demo-seg`'),
+}
+
+
+class PreflightError(Exception):
+    """A problem with the user's files or config, with a message that says the fix."""
+
+
+def _datasets(dataset: dict) -> Iterator[dict]:
+    """The leaf dataset configs inside wrappers such as RepeatDataset or ConcatDataset."""
+    if not isinstance(dataset, dict):
+        return
+    if 'dataset' in dataset:
+        yield from _datasets(dataset['dataset'])
+    elif 'datasets' in dataset:
+        for child in dataset['datasets']:
+            yield from _datasets(child)
+    else:
+        yield dataset
+
+
+def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
+    """Raise :class:`PreflightError` if an annotation file or image folder is missing."""
+    hint = DATA_HINTS.get(cfg.get('default_scope'), 'check the data_root in the config')
+    for key in loader_keys:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        for dataset in _datasets(loader.get('dataset')):
+            root = dataset.get('data_root') or ''
+            expected = []
+            if dataset.get('ann_file'):
+                expected.append(('annotation file', dataset['ann_file']))
+            for name, prefix in (dataset.get('data_prefix') or {}).items():
+                if prefix:
+                    expected.append((f'{name} folder', prefix))
+            for what, relative in expected:
+                path = os.path.join(root, relative)
+                if not os.path.exists(path):
+                    raise PreflightError(f"data set not found: {key} expects the {what} '{path}'; "
+                                         + hint.format(key=key))
+
+
+def _pretrained_checkpoints(node, path: str = 'model') -> Iterator[tuple[str, str]]:
+    """(config path, checkpoint) for every ``init_cfg=dict(type='Pretrained', ...)`` in the model."""
+    if isinstance(node, dict):
+        init_cfg = node.get('init_cfg')
+        for init in (init_cfg if isinstance(init_cfg, list) else [init_cfg]):
+            if isinstance(init, dict) and init.get('type') == 'Pretrained' and init.get('checkpoint'):
+                yield f'{path}.init_cfg.checkpoint', init['checkpoint']
+        for key, value in node.items():
+            if key != 'init_cfg':
+                yield from _pretrained_checkpoints(value, f'{path}.{key}')
+
+
+def check_checkpoint_file(path: str, what: str, fix: str) -> None:
+    if not isinstance(path, str) or path.startswith(REMOTE_PREFIXES):
+        return
+    if not os.path.isfile(path):
+        raise PreflightError(f"{what} not found: '{path}'; {fix}")
+
+
+def check_checkpoints(cfg: Config) -> None:
+    """Raise :class:`PreflightError` if ``load_from`` or a pretrained backbone file is missing."""
+    if cfg.get('load_from') and not cfg.get('resume'):
+        check_checkpoint_file(cfg.load_from, 'checkpoint (load_from)',
+                              'fix the path or drop it with --cfg-options load_from=None')
+    for config_path, checkpoint in _pretrained_checkpoints(cfg.get('model', {})):
+        check_checkpoint_file(
+            checkpoint, f'pretrained checkpoint ({config_path})',
+            f'download the weights there, pass --cfg-options {config_path}=PATH, or train from scratch with '
+            f"--cfg-options {config_path.rsplit('.', 1)[0]}=None; to try the pipeline first, run `make demo`")

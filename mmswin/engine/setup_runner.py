@@ -1,0 +1,120 @@
+"""Turn a config file and command-line flags into a ready MMEngine Runner.
+
+One set of tools serves detection and segmentation: the config's ``default_scope``
+(``mmdet`` or ``mmseg``) decides which library's modules are registered.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Optional
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
+from mmengine.logging import print_log
+
+from .preflight import PreflightError
+
+SUPPORTED_SCOPES = ('mmdet', 'mmseg')
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    if not os.path.isfile(path):
+        raise PreflightError(f"config file not found: '{path}'; configs live under configs/, e.g. "
+                             'configs/demo/mask_rcnn_swin_t_shapes.py')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in SUPPORTED_SCOPES:
+        raise PreflightError(f"config '{path}' has default_scope={scope!r}; mmswin's tools run MMDetection "
+                             f"('mmdet') and MMSegmentation ('mmseg') configs")
+    return cfg
+
+
+def register_scope(cfg: Config) -> None:
+    """Register mmswin and the config's downstream library in MMEngine's registries."""
+    import mmswin.engine  # noqa: F401
+    import mmswin.models  # noqa: F401
+    library = importlib.import_module(f'{cfg.default_scope}.utils')
+    library.register_all_modules(init_default_scope=False)
+
+
+def _replace_sync_bn(node, path: str, changed: list) -> None:
+    if isinstance(node, dict):
+        if node.get('type') in ('SyncBN', 'MMSyncBN'):
+            node['type'] = 'BN'
+            changed.append(path)
+        for key, value in node.items():
+            _replace_sync_bn(value, f'{path}.{key}', changed)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            _replace_sync_bn(value, f'{path}[{index}]', changed)
+
+
+def adapt_to_hardware(cfg: Config, launcher: str) -> None:
+    """Make a GPU recipe run where it is launched.
+
+    SyncBN needs a distributed CUDA job; elsewhere it becomes BN (logged). The process
+    group backend follows the hardware (NCCL on CUDA, gloo on CPU) unless the config
+    sets ``env_cfg.dist_cfg.backend``.
+    """
+    on_cuda = torch.cuda.is_available()
+    if launcher == 'none' or not on_cuda:
+        changed: list = []
+        _replace_sync_bn(cfg.model, 'model', changed)
+        if changed:
+            reason = 'single process' if launcher == 'none' else 'CPU (PyTorch has no SyncBN there)'
+            print_log(f'SyncBN -> BN for {reason}: ' + ', '.join(changed), logger='current')
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg.setdefault('backend', 'nccl' if on_cuda else 'gloo')
+    if launcher != 'none' and not on_cuda:
+        # DDP over CPU modules takes device_ids=None (MMEngine passes the local rank).
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     **{k: v for k, v in cfg.get('model_wrapper_cfg', {}).items()
+                                        if k not in ('type', 'device_ids')})
+
+
+def enable_amp(cfg: Config) -> None:
+    """``--amp``: fp16 with dynamic loss scaling on CUDA, bf16 autocast on CPU."""
+    optim_wrapper = cfg.optim_wrapper
+    if optim_wrapper.get('type') == 'AmpOptimWrapper':
+        print_log('AMP is already enabled in the config', logger='current')
+    optim_wrapper.type = 'AmpOptimWrapper'
+    if torch.cuda.is_available():
+        optim_wrapper.setdefault('loss_scale', 'dynamic')
+    else:
+        optim_wrapper.pop('loss_scale', None)
+        optim_wrapper.type = 'mmswin.CPUAmpOptimWrapper'
+
+
+def set_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> None:
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = os.path.join('./work_dirs', os.path.splitext(os.path.basename(config_path))[0])
+
+
+def enable_show_dir(cfg: Config, show_dir: str) -> None:
+    """Have the scope's visualization hook draw test predictions into ``show_dir``."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise PreflightError('--show-dir needs default_hooks.visualization in the config')
+    hook.draw = True
+    hook.test_out_dir = show_dir
+
+
+def build_runner(cfg: Config):
+    """Build the Runner, with checkpoints that the safe ``weights_only`` loader accepts."""
+    from mmengine.runner import Runner
+
+    from .plain_checkpoint import PlainCheckpointHook
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    if not any(isinstance(hook, PlainCheckpointHook) for hook in runner.hooks):
+        runner.register_hook(PlainCheckpointHook())
+    return runner

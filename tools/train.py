@@ -1,0 +1,77 @@
+"""Train a detector or segmentor with a SwinBackbone (MMEngine Runner).
+
+    python tools/train.py configs/mask_rcnn_swin_t.py
+    python tools/train.py configs/upernet_swin_t.py --amp --work-dir work_dirs/upernet
+
+The config's default_scope (mmdet or mmseg) decides which library runs it. Flags are
+MMDetection's: --work-dir, --resume [CKPT], --amp, --auto-scale-lr, --cfg-options,
+--launcher none|pytorch|slurm.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from mmswin.engine.preflight import PreflightError  # noqa: E402
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor with mmswin.SwinBackbone')
+    parser.add_argument('config', help='config file, e.g. configs/mask_rcnn_swin_t.py')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (fp16 on CUDA, bf16 on CPU)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or without a value from the newest checkpoint in the work dir')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value ...')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mmswin.engine import setup_runner
+    from mmswin.engine.preflight import check_checkpoints, check_datasets
+
+    cfg = setup_runner.load_config(args.config, args.cfg_options)
+    setup_runner.register_scope(cfg)
+    cfg.launcher = args.launcher
+    setup_runner.set_work_dir(cfg, args.config, args.work_dir)
+    if args.amp:
+        setup_runner.enable_amp(cfg)
+    if args.auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', {})
+        if 'base_batch_size' not in cfg.auto_scale_lr:
+            raise PreflightError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not os.path.isfile(args.resume):
+            raise PreflightError(f"checkpoint to resume from not found: '{args.resume}'; pass an existing .pth, "
+                                 'or --resume alone to pick the newest checkpoint in the work dir')
+        cfg.resume, cfg.load_from = True, args.resume
+
+    from mmswin.datasets import ensure_demo_data
+    ensure_demo_data(cfg)
+    check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
+    check_checkpoints(cfg)
+    setup_runner.adapt_to_hardware(cfg, args.launcher)
+
+    runner = setup_runner.build_runner(cfg)
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main())
+    except PreflightError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(2)
