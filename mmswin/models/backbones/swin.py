@@ -13,6 +13,7 @@ import torch.utils.checkpoint as activation_checkpoint
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmswin.checkpoint import register_checkpoint_hooks
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.window_attention import WindowLayout, WindowMSA, get_window_layout
 from mmswin.registry import MODELS
@@ -221,6 +222,9 @@ class SwinBackbone(BaseModule):
 
         self._init_parameters()
         self._freeze_stages()
+        # Every load path (load_state_dict, Pretrained init_cfg, load_from, resume) converts
+        # any public Swin format, resizes position tables and checks the arch here.
+        register_checkpoint_hooks(self)
 
     def _init_parameters(self) -> None:
         """Random init (truncated normal, std 0.02) used when no checkpoint is loaded."""

@@ -1,0 +1,76 @@
+"""Convert a Swin checkpoint of any public format to mmswin's format, once.
+
+    python tools/convert_checkpoint.py SRC DST [--window-size N] [--prefix P] [--trust-file]
+
+Accepted: official Swin (classification or detection/segmentation), MMDetection 3.x /
+MMSegmentation 1.x / MMPretrain, timm, torchvision, mmswin; the format is detected from
+the keys. The output is ``{'state_dict': ..., 'meta': ...}`` with mmswin keys, and loads
+through every path (``init_cfg=dict(type='Pretrained', checkpoint=DST)``, ``load_from``,
+``load_state_dict``). Converting is optional: SwinBackbone converts on load anyway.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from mmswin.checkpoint import (CheckpointFormatError, convert_state_dict, describe_arch, read_checkpoint,
+                               resize_relative_position_bias_table, table_window_size)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='checkpoint to convert (.pth)')
+    parser.add_argument('dst', help='where to write the mmswin checkpoint')
+    parser.add_argument('--window-size', type=int, default=None,
+                        help='resize the relative position bias tables (bicubic) to this window')
+    parser.add_argument('--prefix', default=None,
+                        help="take the keys under this prefix, e.g. 'backbone.' (default: backbone. keys if any)")
+    parser.add_argument('--trust-file', action='store_true',
+                        help='load SRC with torch.load(weights_only=False): only for a file you trust that holds '
+                             'Python objects besides tensors')
+    args = parser.parse_args(argv)
+    if args.window_size is not None and args.window_size < 1:
+        parser.error(f'--window-size must be >= 1, got {args.window_size}')
+    return args
+
+
+def convert_file(src: str, dst: str, window_size: int | None = None, prefix: str | None = None,
+                 trusted: bool = False) -> str:
+    """Write ``dst`` from ``src`` and return a one-line summary of what was done."""
+    converted = convert_state_dict(read_checkpoint(src, trusted=trusted), prefix=prefix)
+    state_dict = converted.state_dict
+    resized = 0
+    if window_size is not None:
+        for key, tensor in state_dict.items():
+            if key.endswith('relative_position_bias_table') and table_window_size(tensor) != window_size:
+                state_dict[key] = resize_relative_position_bias_table(tensor, window_size)
+                resized += 1
+    arch = describe_arch({key: tuple(tensor.shape) for key, tensor in state_dict.items()})
+    # Plain str/int values only, so the file loads with torch.load(weights_only=True).
+    meta = dict(mmswin_converted_from=converted.description, source_file=os.path.basename(src), arch=arch)
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    torch.save(dict(state_dict=state_dict, meta=meta), dst)
+    parts = [f'wrote {dst}: {len(state_dict)} tensors converted from {converted.description}', f'arch: {arch}']
+    if resized:
+        parts.append(f'resized {resized} relative position bias tables to window {window_size}')
+    if converted.ignored:
+        parts.append('dropped by design: ' + ', '.join(f'{reason} ({count})'
+                                                       for reason, count in sorted(converted.ignored.items())))
+    return '; '.join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        print(convert_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))
+    except (FileNotFoundError, CheckpointFormatError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
