@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-slow demo lint clean
+.PHONY: setup test test-slow demo demo-seg lint clean
 
 setup: $(STAMP)
 
@@ -28,8 +28,18 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q tests -m slow
 
+DET_DEMO := configs/demo/mask_rcnn_swin_t_shapes.py
+SEG_DEMO := configs/demo/upernet_swin_t_shapes.py
+
+# Detection demo: generate the shapes set if missing, train, evaluate, draw predictions.
 demo: setup
 	$(PY) tools/backbone_shapes.py
+	$(PY) tools/train.py $(DET_DEMO)
+	$(PY) tools/test.py $(DET_DEMO) work_dirs/mask_rcnn_swin_t_shapes --show-dir predictions
+
+demo-seg: setup
+	$(PY) tools/train.py $(SEG_DEMO)
+	$(PY) tools/test.py $(SEG_DEMO) work_dirs/upernet_swin_t_shapes --show-dir predictions
 
 lint: setup
 	$(VENV)/bin/ruff check mmswin tools tests configs

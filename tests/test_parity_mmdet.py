@@ -23,8 +23,10 @@ def build_pair(arch):
         from mmdet.models.backbones.swin import swin_converter
         ours = perturb_(SwinBackbone(arch=arch, drop_path_rate=0.0)).eval()
         theirs = SwinTransformer(**ARCH_KWARGS[arch], drop_path_rate=0.0)
-        missing, unexpected = theirs.load_state_dict(swin_converter(to_official_layout(ours.state_dict())),
-                                                     strict=False)
+        converted = swin_converter(to_official_layout(ours.state_dict()))
+        # swin_converter returns detector-level keys ('backbone.' prefix).
+        converted = {key[len('backbone.'):]: value for key, value in converted.items()}
+        missing, unexpected = theirs.load_state_dict(converted, strict=False)
         assert unexpected == []
         assert all(key.endswith('relative_position_index') for key in missing), missing
         theirs.eval()

@@ -15,7 +15,7 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Test a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    parser.add_argument('checkpoint', help='checkpoint file (.pth), or a work dir to use its newest checkpoint')
     parser.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
     parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
     parser.add_argument('--show-dir', help='save pictures of the predictions under <work dir>/<timestamp>/SHOW_DIR')
@@ -27,17 +27,28 @@ def parse_args(argv=None):
     return args
 
 
+def newest_checkpoint(work_dir: str) -> str:
+    """The checkpoint a work dir's ``last_checkpoint`` file points to."""
+    pointer = os.path.join(work_dir, 'last_checkpoint')
+    if not os.path.isfile(pointer):
+        raise PreflightError(f"no checkpoint in '{work_dir}' (it has no last_checkpoint file); train first or pass "
+                             'a .pth file')
+    with open(pointer) as f:
+        return f.read().strip()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswin.engine import setup_runner
     from mmswin.engine.preflight import check_checkpoint_file, check_datasets
 
-    check_checkpoint_file(args.checkpoint, 'checkpoint', 'pass the .pth written by tools/train.py (see its work dir)')
+    checkpoint = newest_checkpoint(args.checkpoint) if os.path.isdir(args.checkpoint) else args.checkpoint
+    check_checkpoint_file(checkpoint, 'checkpoint', 'pass the .pth written by tools/train.py (see its work dir)')
     cfg = setup_runner.load_config(args.config, args.cfg_options)
     setup_runner.register_scope(cfg)
     cfg.launcher = args.launcher
     setup_runner.set_work_dir(cfg, args.config, args.work_dir)
-    cfg.load_from = args.checkpoint
+    cfg.load_from = checkpoint
     # Evaluating needs no pretrained backbone file: the checkpoint holds every weight.
     if cfg.model.get('backbone', {}).get('init_cfg'):
         cfg.model.backbone.init_cfg = None
@@ -53,7 +64,10 @@ def main(argv=None) -> int:
     if args.out:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    metrics = runner.test()
+    summary = ' '.join(f'{key}={value:.4f}' if isinstance(value, float) else f'{key}={value}'
+                       for key, value in sorted(metrics.items()))
+    print(f'test metrics: {summary}')
     return 0
 
 

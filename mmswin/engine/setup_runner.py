@@ -105,8 +105,18 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
     hook.test_out_dir = show_dir
 
 
+def _drop_persistent_workers_without_workers(cfg: Config) -> None:
+    # torch refuses persistent_workers=True with num_workers=0; a user lowering the
+    # worker count on the command line should not have to know that.
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if loader and loader.get('num_workers', 0) == 0 and loader.get('persistent_workers'):
+            loader.persistent_workers = False
+
+
 def build_runner(cfg: Config):
     """Build the Runner, with checkpoints that the safe ``weights_only`` loader accepts."""
+    _drop_persistent_workers_without_workers(cfg)
     from mmengine.runner import Runner
 
     from .plain_checkpoint import PlainCheckpointHook

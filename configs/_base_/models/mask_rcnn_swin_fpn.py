@@ -15,8 +15,7 @@ model = dict(
         arch='tiny',
         window_size=7,
         drop_path_rate=0.2,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=None),
+        out_indices=(0, 1, 2, 3)),
     neck=dict(type='FPN', in_channels=[96, 192, 384, 768], out_channels=256, num_outs=5),
     rpn_head=dict(
         type='RPNHead',
