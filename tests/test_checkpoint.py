@@ -1,4 +1,5 @@
 """mmswin.checkpoint, piece by piece: merging order, resizing, format detection, file errors."""
+
 import pickle
 from collections import OrderedDict
 
@@ -6,9 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmswin.checkpoint import (CheckpointFormatError, LoadReport, convert_state_dict, detect_format,
-                               extract_state_dict, position_embedding_to_grid, read_checkpoint,
-                               resize_relative_position_bias_table, table_window_size)
+from mmswin.checkpoint import (
+    CheckpointFormatError,
+    LoadReport,
+    convert_state_dict,
+    detect_format,
+    extract_state_dict,
+    position_embedding_to_grid,
+    read_checkpoint,
+    resize_relative_position_bias_table,
+    table_window_size,
+)
 from mmswin.checkpoint.formats import unfold_to_official_norm, unfold_to_official_reduction
 from mmswin.models.layers.patch import PatchMerging
 
@@ -53,10 +62,12 @@ def test_table_resize_rejects_a_table_that_is_not_square():
 
 
 def test_position_embedding_tokens_are_row_major():
-    tokens = torch.arange(6 * 4.0).view(1, 6, 4)  # 2x3 grid, 4 channels
-    grid = position_embedding_to_grid(tokens, (2, 3))
-    assert grid.shape == (1, 4, 2, 3)
-    assert torch.equal(grid[0, :, 1, 2], tokens[0, 1 * 3 + 2])
+    tokens = torch.randn(1, 12, 4)  # 3x4 grid, 4 channels
+    grid = position_embedding_to_grid(tokens, (3, 4))
+    assert grid.shape == (1, 4, 3, 4)
+    for h in range(3):
+        for w in range(4):
+            assert torch.equal(grid[0, :, h, w], tokens[0, h * 4 + w])
     assert position_embedding_to_grid(torch.zeros(1, 16, 8)).shape == (1, 8, 4, 4)
     with pytest.raises(ValueError, match='not square'):
         position_embedding_to_grid(torch.zeros(1, 6, 4))
@@ -66,23 +77,39 @@ def _keys(*names):
     return OrderedDict((name, torch.zeros(1)) for name in names)
 
 
-@pytest.mark.parametrize('keys, expected', [
-    (['stages.0.blocks.0.attn.qkv.weight', 'patch_embed.proj.weight'], 'mmswin'),
-    (['stages.0.blocks.0.attn.w_msa.qkv.weight', 'patch_embed.projection.weight'], 'openmmlab'),
-    (['layers.0.blocks.0.attn.qkv.weight', 'layers.0.downsample.reduction.weight', 'head.weight'], 'official'),
-    (['layers.0.blocks.0.attn.qkv.weight', 'layers.1.downsample.reduction.weight',
-      'layers.1.blocks.0.attn.qkv.weight', 'head.fc.weight'], 'timm'),
-    (['layers_0.blocks.0.attn.qkv.weight', 'layers_1.downsample.norm.weight', 'layers_1.blocks.0.norm1.weight'], 'timm'),
-    (['features.0.0.weight', 'features.1.0.attn.qkv.weight', 'features.2.reduction.weight'], 'torchvision'),
-])
+@pytest.mark.parametrize(
+    'keys, expected',
+    [
+        (['stages.0.blocks.0.attn.qkv.weight', 'patch_embed.proj.weight'], 'mmswin'),
+        (['stages.0.blocks.0.attn.w_msa.qkv.weight', 'patch_embed.projection.weight'], 'openmmlab'),
+        (['layers.0.blocks.0.attn.qkv.weight', 'layers.0.downsample.reduction.weight', 'head.weight'], 'official'),
+        (
+            [
+                'layers.0.blocks.0.attn.qkv.weight',
+                'layers.1.downsample.reduction.weight',
+                'layers.1.blocks.0.attn.qkv.weight',
+                'head.fc.weight',
+            ],
+            'timm',
+        ),
+        (
+            ['layers_0.blocks.0.attn.qkv.weight', 'layers_1.downsample.norm.weight', 'layers_1.blocks.0.norm1.weight'],
+            'timm',
+        ),
+        (['features.0.0.weight', 'features.1.0.attn.qkv.weight', 'features.2.reduction.weight'], 'torchvision'),
+    ],
+)
 def test_format_is_detected_from_the_keys(keys, expected):
     assert detect_format(keys) == expected
 
 
 def test_official_and_timm_told_apart_by_merging_width_when_truncated():
     """Stages 1-2 only: neither ``layers.0.downsample`` nor the last stage settles it."""
-    keys = ['layers.1.blocks.0.attn.qkv.weight', 'layers.1.downsample.reduction.weight',
-            'layers.2.blocks.0.attn.qkv.weight']
+    keys = [
+        'layers.1.blocks.0.attn.qkv.weight',
+        'layers.1.downsample.reduction.weight',
+        'layers.2.blocks.0.attn.qkv.weight',
+    ]
     official = {'layers.1.downsample.reduction.weight': (128, 256), 'layers.1.blocks.0.attn.qkv.weight': (192, 64)}
     timm = {'layers.1.downsample.reduction.weight': (64, 128), 'layers.1.blocks.0.attn.qkv.weight': (192, 64)}
     assert detect_format(keys, official) == 'official'
@@ -100,6 +127,8 @@ def test_wrappers_and_prefixes_are_unwrapped():
     inner = _keys('module.backbone.patch_embed.proj.weight', 'module.neck.conv.weight')
     tensors, outside = extract_state_dict(dict(meta=dict(epoch=3), state_dict=inner))
     assert list(tensors) == ['patch_embed.proj.weight'] and outside == 1
+    tensors, _ = extract_state_dict(_keys('module._orig_mod.stages.0.blocks.0.attn.qkv.weight'))
+    assert list(tensors) == ['stages.0.blocks.0.attn.qkv.weight'], 'DDP and torch.compile prefixes'
     tensors, _ = extract_state_dict(dict(model=_keys('layers.0.blocks.0.norm1.weight')))
     assert list(tensors) == ['layers.0.blocks.0.norm1.weight']
     tensors, outside = extract_state_dict(_keys('encoder.a', 'decoder.b'), prefix='encoder.')
@@ -113,20 +142,34 @@ def test_wrappers_and_prefixes_are_unwrapped():
 
 
 def test_conversion_drops_heads_and_buffers_and_maps_the_final_norm():
-    state = _keys('layers.0.blocks.0.attn.qkv.weight', 'layers.0.blocks.0.attn.relative_position_index',
-                  'layers.0.blocks.1.attn_mask', 'layers.1.blocks.0.norm1.weight', 'norm.weight', 'head.weight',
-                  'head.bias')
+    state = _keys(
+        'layers.0.blocks.0.attn.qkv.weight',
+        'layers.0.blocks.0.attn.relative_position_index',
+        'layers.0.blocks.1.attn_mask',
+        'layers.1.blocks.0.norm1.weight',
+        'norm.weight',
+        'head.weight',
+        'head.bias',
+    )
     converted = convert_state_dict(dict(model=state))
-    assert list(converted.state_dict) == ['stages.0.blocks.0.attn.qkv.weight', 'stages.1.blocks.0.norm1.weight',
-                                          'norm1.weight']
+    assert list(converted.state_dict) == [
+        'stages.0.blocks.0.attn.qkv.weight',
+        'stages.1.blocks.0.norm1.weight',
+        'norm1.weight',
+    ]
     assert converted.ignored == {'classification head': 2, 'recomputed buffers': 2}
     assert converted.source_keys['norm1.weight'] == 'norm.weight'
     assert converted.description == 'official Swin (classification)'
 
 
 def test_timm_merging_moves_to_the_end_of_the_previous_stage():
-    state = _keys('layers.0.blocks.0.norm1.weight', 'layers.1.downsample.reduction.weight',
-                  'layers.1.downsample.norm.weight', 'layers.1.blocks.0.norm1.weight', 'head.fc.weight')
+    state = _keys(
+        'layers.0.blocks.0.norm1.weight',
+        'layers.1.downsample.reduction.weight',
+        'layers.1.downsample.norm.weight',
+        'layers.1.blocks.0.norm1.weight',
+        'head.fc.weight',
+    )
     converted = convert_state_dict(state)
     assert converted.format == 'timm'
     assert 'stages.0.downsample.reduction.weight' in converted.state_dict
@@ -134,26 +177,44 @@ def test_timm_merging_moves_to_the_end_of_the_previous_stage():
 
 
 def test_torchvision_keys_map_to_stages():
-    state = _keys('features.0.0.weight', 'features.0.2.bias', 'features.1.0.mlp.0.weight',
-                  'features.1.1.mlp.3.bias', 'features.2.reduction.weight', 'features.3.0.attn.qkv.weight',
-                  'norm.weight', 'head.weight')
+    state = _keys(
+        'features.0.0.weight',
+        'features.0.2.bias',
+        'features.1.0.mlp.0.weight',
+        'features.1.1.mlp.3.bias',
+        'features.2.reduction.weight',
+        'features.3.0.attn.qkv.weight',
+        'norm.weight',
+        'head.weight',
+    )
     converted = convert_state_dict(state)
-    assert list(converted.state_dict) == ['patch_embed.proj.weight', 'patch_embed.norm.bias',
-                                          'stages.0.blocks.0.mlp.fc1.weight', 'stages.0.blocks.1.mlp.fc2.bias',
-                                          'stages.0.downsample.reduction.weight', 'stages.1.blocks.0.attn.qkv.weight',
-                                          'norm1.weight']
+    assert list(converted.state_dict) == [
+        'patch_embed.proj.weight',
+        'patch_embed.norm.bias',
+        'stages.0.blocks.0.mlp.fc1.weight',
+        'stages.0.blocks.1.mlp.fc2.bias',
+        'stages.0.downsample.reduction.weight',
+        'stages.1.blocks.0.attn.qkv.weight',
+        'norm1.weight',
+    ]
 
 
 def test_load_report_is_one_line():
-    report = LoadReport(source='timm', loaded=119, expected=125,
-                        resized=[('stages.0.blocks.0.attn.relative_position_bias_table', (169, 3), (529, 3))],
-                        left_at_init=['norm0.weight', 'norm0.bias'])
+    report = LoadReport(
+        source='timm',
+        loaded=119,
+        expected=125,
+        resized=[('stages.0.blocks.0.attn.relative_position_bias_table', (169, 3), (529, 3))],
+        left_at_init=['norm0.weight', 'norm0.bias'],
+    )
     report.ignored['classification head'] = 2
     summary = report.summary()
     assert '\n' not in summary
-    assert summary == ('SwinBackbone: loaded 119/125 tensors (format: timm); resized 1 relative position bias '
-                       'tables (bicubic, window 7 -> 12); left at init (not in the checkpoint): norm0; ignored by '
-                       'design: classification head (2)')
+    assert summary == (
+        'SwinBackbone: loaded 119/125 tensors (format: timm); resized 1 relative position bias '
+        'tables (bicubic, window 7 -> 12); left at init (not in the checkpoint): norm0; ignored by '
+        'design: classification head (2)'
+    )
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -173,7 +234,7 @@ def test_read_checkpoint_loads_a_weights_file(saved_checkpoint):
 def test_truncated_file_is_named_truncated(saved_checkpoint, tmp_path):
     data = saved_checkpoint.read_bytes()
     truncated = tmp_path / 'truncated.pth'
-    truncated.write_bytes(data[:len(data) // 2])
+    truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointFormatError, match='is truncated'):
         read_checkpoint(str(truncated))
 

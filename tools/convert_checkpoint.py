@@ -8,6 +8,7 @@ the keys. The output is ``{'state_dict': ..., 'meta': ...}`` with mmswin keys, a
 through every path (``init_cfg=dict(type='Pretrained', checkpoint=DST)``, ``load_from``,
 ``load_state_dict``). Converting is optional: SwinBackbone converts on load anyway.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,29 +17,46 @@ import sys
 
 import torch
 
-from mmswin.checkpoint import (CheckpointFormatError, convert_state_dict, describe_arch, read_checkpoint,
-                               resize_relative_position_bias_table, table_window_size)
+from mmswin.checkpoint import (
+    CheckpointFormatError,
+    convert_state_dict,
+    describe_arch,
+    read_checkpoint,
+    resize_relative_position_bias_table,
+    table_window_size,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='checkpoint to convert (.pth)')
     parser.add_argument('dst', help='where to write the mmswin checkpoint')
-    parser.add_argument('--window-size', type=int, default=None,
-                        help='resize the relative position bias tables (bicubic) to this window')
-    parser.add_argument('--prefix', default=None,
-                        help="take the keys under this prefix, e.g. 'backbone.' (default: backbone. keys if any)")
-    parser.add_argument('--trust-file', action='store_true',
-                        help='load SRC with torch.load(weights_only=False): only for a file you trust that holds '
-                             'Python objects besides tensors')
+    parser.add_argument(
+        '--window-size',
+        type=int,
+        default=None,
+        help='resize the relative position bias tables (bicubic) to this window',
+    )
+    parser.add_argument(
+        '--prefix',
+        default=None,
+        help="take the keys under this prefix, e.g. 'backbone.' (default: backbone. keys if any)",
+    )
+    parser.add_argument(
+        '--trust-file',
+        action='store_true',
+        help='load SRC with torch.load(weights_only=False): only for a file you trust that holds '
+        'Python objects besides tensors',
+    )
     args = parser.parse_args(argv)
     if args.window_size is not None and args.window_size < 1:
         parser.error(f'--window-size must be >= 1, got {args.window_size}')
     return args
 
 
-def convert_file(src: str, dst: str, window_size: int | None = None, prefix: str | None = None,
-                 trusted: bool = False) -> str:
+def convert_file(
+    src: str, dst: str, window_size: int | None = None, prefix: str | None = None, trusted: bool = False
+) -> str:
     """Write ``dst`` from ``src`` and return a one-line summary of what was done."""
     converted = convert_state_dict(read_checkpoint(src, trusted=trusted), prefix=prefix)
     state_dict = converted.state_dict
@@ -57,8 +75,10 @@ def convert_file(src: str, dst: str, window_size: int | None = None, prefix: str
     if resized:
         parts.append(f'resized {resized} relative position bias tables to window {window_size}')
     if converted.ignored:
-        parts.append('dropped by design: ' + ', '.join(f'{reason} ({count})'
-                                                       for reason, count in sorted(converted.ignored.items())))
+        parts.append(
+            'dropped by design: '
+            + ', '.join(f'{reason} ({count})' for reason, count in sorted(converted.ignored.items()))
+        )
     return '; '.join(parts)
 
 

@@ -10,17 +10,34 @@ the next stage, ``head.fc``); torchvision (``features.{k}``).
 every load path converts, resizes and checks the same way; ``tools/convert_checkpoint.py``
 converts a file once.
 """
+
 from .errors import CheckpointFormatError, CheckpointMismatchError
 from .formats import FORMAT_NAMES, ConvertedCheckpoint, convert_state_dict, detect_format, extract_state_dict
 from .io import read_checkpoint
 from .loading import fit_state_dict, register_checkpoint_hooks
 from .report import LoadReport, describe_arch
-from .resize import (position_embedding_to_grid, resize_position_embedding, resize_relative_position_bias_table,
-                     table_window_size)
+from .resize import (
+    position_embedding_to_grid,
+    resize_position_embedding,
+    resize_relative_position_bias_table,
+    table_window_size,
+)
 
 __all__ = [
-    'CheckpointFormatError', 'CheckpointMismatchError', 'ConvertedCheckpoint', 'FORMAT_NAMES', 'LoadReport',
-    'convert_state_dict', 'describe_arch', 'detect_format', 'extract_state_dict', 'fit_state_dict',
-    'position_embedding_to_grid', 'read_checkpoint', 'register_checkpoint_hooks', 'resize_position_embedding',
-    'resize_relative_position_bias_table', 'table_window_size'
+    'CheckpointFormatError',
+    'CheckpointMismatchError',
+    'ConvertedCheckpoint',
+    'FORMAT_NAMES',
+    'LoadReport',
+    'convert_state_dict',
+    'describe_arch',
+    'detect_format',
+    'extract_state_dict',
+    'fit_state_dict',
+    'position_embedding_to_grid',
+    'read_checkpoint',
+    'register_checkpoint_hooks',
+    'resize_position_embedding',
+    'resize_relative_position_bias_table',
+    'table_window_size',
 ]

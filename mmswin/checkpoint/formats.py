@@ -13,6 +13,7 @@ mmswin's layout (the target)::
                                                x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]
     norm{i}.*                                  output norm of stage i
 """
+
 from __future__ import annotations
 
 import re
@@ -36,6 +37,8 @@ FORMAT_NAMES = {
 
 # Dicts that wrap the state dict, in the order they are looked for.
 WRAPPER_KEYS = ('state_dict', 'model', 'module')
+# Key prefixes of model wrappers: (Distributed)DataParallel, then torch.compile.
+WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 
 # Keys with no place in a backbone: dropped silently, by design, and nothing else is.
 HEAD = 'classification head'
@@ -48,8 +51,10 @@ _LAYERS_KEY = re.compile(r'layers[._]\d+\.blocks\.\d+\.')
 _TORCHVISION_KEY = re.compile(r'features\.\d+\.\d+\.attn\.')
 _SWIN_V2_MARKERS = ('cpb_mlp', 'logit_scale', 'relative_coords_table')
 # A Swin key anywhere in a name: used to suggest a ``prefix`` when nothing matched.
-_SWIN_ANYWHERE = re.compile(r'(?:^|\.)(layers[._]\d+\.blocks\.|stages\.\d+\.blocks\.|patch_embed\.proj|'
-                            r'features\.\d+\.\d+\.attn\.)')
+_SWIN_ANYWHERE = re.compile(
+    r'(?:^|\.)(layers[._]\d+\.blocks\.|stages\.\d+\.blocks\.|patch_embed\.proj|'
+    r'features\.\d+\.\d+\.attn\.)'
+)
 
 
 @dataclass
@@ -74,39 +79,48 @@ class ConvertedCheckpoint:
 def extract_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> tuple['OrderedDict[str, Tensor]', int]:
     """The tensors of a checkpoint, and how many tensors were left out as not the backbone's.
 
-    Unwraps ``state_dict`` / ``model`` / ``module`` dicts, strips the ``module.`` prefix of
-    (Distributed)DataParallel, then keeps the keys under ``prefix`` with the prefix removed.
-    Without ``prefix``, a full detector or segmentor checkpoint is recognised by its
-    ``backbone.`` keys and only those are kept.
+    Unwraps ``state_dict`` / ``model`` / ``module`` dicts, strips the key prefixes of
+    (Distributed)DataParallel (``module.``) and torch.compile (``_orig_mod.``), then keeps
+    the keys under ``prefix`` with the prefix removed. Without ``prefix``, a full detector
+    or segmentor checkpoint is recognised by its ``backbone.`` keys and only those are kept.
     """
-    tensors = _find_tensors(checkpoint)
-    tensors = OrderedDict((key[len('module.'):] if key.startswith('module.') else key, value)
-                          for key, value in tensors.items())
+    tensors = OrderedDict((_strip_wrapper_prefixes(key), value) for key, value in _find_tensors(checkpoint).items())
     if prefix is None and any(key.startswith('backbone.') for key in tensors):
         prefix = 'backbone.'
     if not prefix:
         return tensors, 0
-    selected = OrderedDict((key[len(prefix):], value) for key, value in tensors.items() if key.startswith(prefix))
+    selected = OrderedDict((key[len(prefix) :], value) for key, value in tensors.items() if key.startswith(prefix))
     if not selected:
-        raise CheckpointFormatError(f'no key of the checkpoint starts with prefix {prefix!r}; its keys start with '
-                                    f'{_top_level_names(tensors)}')
+        raise CheckpointFormatError(
+            f'no key of the checkpoint starts with prefix {prefix!r}; its keys start with {_top_level_names(tensors)}'
+        )
     return selected, len(tensors) - len(selected)
+
+
+def _strip_wrapper_prefixes(key: str) -> str:
+    for wrapper in WRAPPER_PREFIXES:
+        if key.startswith(wrapper):
+            key = key[len(wrapper) :]
+    return key
 
 
 def _find_tensors(checkpoint: Any) -> 'OrderedDict[str, Tensor]':
     node = checkpoint
     for _ in range(4):
         if not isinstance(node, Mapping):
-            raise CheckpointFormatError(f'a checkpoint is a dict of tensors (possibly inside "state_dict" or "model"),'
-                                        f' got {type(node).__name__}')
+            raise CheckpointFormatError(
+                f'a checkpoint is a dict of tensors (possibly inside "state_dict" or "model"),'
+                f' got {type(node).__name__}'
+            )
         if any(isinstance(value, Tensor) for value in node.values()):
             break
         wrapped = next((node[key] for key in WRAPPER_KEYS if isinstance(node.get(key), Mapping)), None)
         if wrapped is None:
             break
         node = wrapped
-    tensors = OrderedDict((key, value) for key, value in node.items() if isinstance(key, str)
-                          and isinstance(value, Tensor))
+    tensors = OrderedDict(
+        (key, value) for key, value in node.items() if isinstance(key, str) and isinstance(value, Tensor)
+    )
     if not tensors:
         raise CheckpointFormatError(f'the checkpoint holds no tensors; its top-level keys are {_sample(node)}')
     return tensors
@@ -121,8 +135,10 @@ def detect_format(keys: Iterable[str], shapes: Optional[Mapping[str, tuple]] = N
     keys = list(keys)
     v2 = next((key for key in keys if any(marker in key for marker in _SWIN_V2_MARKERS)), None)
     if v2 is not None:
-        raise CheckpointFormatError(f'this is a Swin Transformer V2 checkpoint ({v2!r}); mmswin implements Swin V1, '
-                                    'whose attention and position bias differ')
+        raise CheckpointFormatError(
+            f'this is a Swin Transformer V2 checkpoint ({v2!r}); mmswin implements Swin V1, '
+            'whose attention and position bias differ'
+        )
     found = []
     if any(_MMSWIN_KEY.match(key) for key in keys):
         found.append('mmswin')
@@ -135,8 +151,9 @@ def detect_format(keys: Iterable[str], shapes: Optional[Mapping[str, tuple]] = N
     if len(found) == 1:
         return found[0]
     if found:
-        raise CheckpointFormatError(f'the checkpoint mixes the key layouts of {", ".join(found)}; it is not one '
-                                    'Swin state dict')
+        raise CheckpointFormatError(
+            f'the checkpoint mixes the key layouts of {", ".join(found)}; it is not one Swin state dict'
+        )
     raise CheckpointFormatError(_unknown_layout_message(keys))
 
 
@@ -145,12 +162,16 @@ def _unknown_layout_message(keys: list) -> str:
     for key in keys:
         match = _SWIN_ANYWHERE.search(key)
         if match and match.start(1) > 0:
-            prefix = key[:match.start(1)]
-            return (f'Swin weights seem to sit under the prefix {prefix!r} (e.g. {key!r}); pass '
-                    f"prefix={prefix!r} (init_cfg=dict(type='Pretrained', checkpoint=..., prefix={prefix!r}) or "
-                    'tools/convert_checkpoint.py --prefix)')
-    return (f'no Swin Transformer weights in a known layout: the keys look like {_sample(keys)} ({len(keys)} keys). '
-            f'Accepted formats: {accepted}. A checkpoint of another model family cannot be loaded into SwinBackbone')
+            prefix = key[: match.start(1)]
+            return (
+                f'Swin weights seem to sit under the prefix {prefix!r} (e.g. {key!r}); pass '
+                f"prefix={prefix!r} (init_cfg=dict(type='Pretrained', checkpoint=..., prefix={prefix!r}) or "
+                'tools/convert_checkpoint.py --prefix)'
+            )
+    return (
+        f'no Swin Transformer weights in a known layout: the keys look like {_sample(keys)} ({len(keys)} keys). '
+        f'Accepted formats: {accepted}. A checkpoint of another model family cannot be loaded into SwinBackbone'
+    )
 
 
 def _merging_starts_stage(keys: list, shapes: Mapping[str, tuple]) -> bool:
@@ -303,8 +324,10 @@ def convert_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> Convert
             continue
         new_key, new_tensor = convert(key, tensor, num_stages - 1)
         if new_key in converted.state_dict:
-            raise CheckpointFormatError(f'checkpoint keys {converted.source_keys[new_key]!r} and {key!r} both map to '
-                                        f'{new_key!r}; the state dict is not one {FORMAT_NAMES[fmt]} model')
+            raise CheckpointFormatError(
+                f'checkpoint keys {converted.source_keys[new_key]!r} and {key!r} both map to '
+                f'{new_key!r}; the state dict is not one {FORMAT_NAMES[fmt]} model'
+            )
         converted.state_dict[new_key] = new_tensor
         converted.source_keys[new_key] = key
     if fmt == 'official':

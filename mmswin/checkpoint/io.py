@@ -1,4 +1,5 @@
 """Reading checkpoint files with errors that say what is wrong with the file."""
+
 from __future__ import annotations
 
 import os
@@ -43,20 +44,28 @@ def _unreadable_message(path: str, size: int, error: Exception) -> str:
     with open(path, 'rb') as file:
         head = file.read(64)
     if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(path):
-        return (f'{path!r} is truncated: it starts like a PyTorch checkpoint but its end is missing ({size} bytes); '
-                'download or copy it again')
+        return (
+            f'{path!r} is truncated: it starts like a PyTorch checkpoint but its end is missing ({size} bytes); '
+            'download or copy it again'
+        )
     if _looks_like_text(head):
-        return (f'{path!r} is not a PyTorch checkpoint: it is text starting with {head[:32]!r} (a failed download '
-                'often saves an HTML error page)')
+        return (
+            f'{path!r} is not a PyTorch checkpoint: it is text starting with {head[:32]!r} (a failed download '
+            'often saves an HTML error page)'
+        )
     message = str(error)
     unsafe_global = re.search(r'Unsupported global: GLOBAL (\S+)', message)
     if unsafe_global:
-        return (f'{path!r} holds Python objects besides tensors (e.g. {unsafe_global.group(1)}), which the safe '
-                'loader torch.load(weights_only=True) refuses. If you trust the file, convert it once with '
-                'tools/convert_checkpoint.py --trust-file, or load it yourself with torch.load(path, '
-                'weights_only=False) and pass the dict to model.load_state_dict()')
-    return (f'could not read {path!r} ({size} bytes) as a PyTorch checkpoint ({_reason(error)}). The file is '
-            'damaged or truncated (download it again), or it is not a checkpoint')
+        return (
+            f'{path!r} holds Python objects besides tensors (e.g. {unsafe_global.group(1)}), which the safe '
+            'loader torch.load(weights_only=True) refuses. If you trust the file, convert it once with '
+            'tools/convert_checkpoint.py --trust-file, or load it yourself with torch.load(path, '
+            'weights_only=False) and pass the dict to model.load_state_dict()'
+        )
+    return (
+        f'could not read {path!r} ({size} bytes) as a PyTorch checkpoint ({_reason(error)}). The file is '
+        'damaged or truncated (download it again), or it is not a checkpoint'
+    )
 
 
 def _reason(error: Exception) -> str:

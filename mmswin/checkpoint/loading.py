@@ -12,6 +12,7 @@ line and keeps it as ``backbone.checkpoint_report``.
 
 State dicts already in mmswin's layout and shapes are left untouched.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,9 @@ NOT_BUILT = 'stages the model does not build'
 UNUSED_NORM = 'output norms of stages not in out_indices'
 
 
-def fit_state_dict(converted: ConvertedCheckpoint, model_shapes: Mapping[str, tuple], num_stages: int,
-                   model_arch: Optional[str] = None) -> tuple['OrderedDict[str, Tensor]', LoadReport]:
+def fit_state_dict(
+    converted: ConvertedCheckpoint, model_shapes: Mapping[str, tuple], num_stages: int, model_arch: Optional[str] = None
+) -> tuple['OrderedDict[str, Tensor]', LoadReport]:
     """Fit an mmswin-layout checkpoint to one model, or raise if it is for another one.
 
     Args:
@@ -54,8 +56,9 @@ def fit_state_dict(converted: ConvertedCheckpoint, model_shapes: Mapping[str, tu
             in the model's order is named, with both shapes), or the checkpoint lacks
             tensors the model needs, or has tensors the model has no place for.
     """
-    num_built = 1 + max((int(m.group(1)) for m in (re.match(r'stages\.(\d+)\.', key) for key in model_shapes) if m),
-                        default=-1)
+    num_built = 1 + max(
+        (int(m.group(1)) for m in (re.match(r'stages\.(\d+)\.', key) for key in model_shapes) if m), default=-1
+    )
     report = LoadReport(source=converted.description, expected=len(model_shapes), ignored=converted.ignored.copy())
     fitted: 'OrderedDict[str, Tensor]' = OrderedDict()
     unexpected = []
@@ -66,8 +69,10 @@ def fit_state_dict(converted: ConvertedCheckpoint, model_shapes: Mapping[str, tu
             if reason is not None:
                 report.ignored[reason] += 1
             elif key == 'absolute_pos_embed':
-                report.notes.append('the checkpoint has an absolute position embedding but the model was built '
-                                    'with use_abs_pos_embed=False, so it is not used')
+                report.notes.append(
+                    'the checkpoint has an absolute position embedding but the model was built '
+                    'with use_abs_pos_embed=False, so it is not used'
+                )
             else:
                 unexpected.append(key)
             continue
@@ -81,25 +86,34 @@ def fit_state_dict(converted: ConvertedCheckpoint, model_shapes: Mapping[str, tu
     def mismatch(problem: str) -> CheckpointMismatchError:
         checkpoint_arch = describe_arch({key: tuple(value.shape) for key, value in converted.state_dict.items()})
         return CheckpointMismatchError(
-            f'SwinBackbone cannot load this checkpoint (format: {converted.description}): {problem}. The checkpoint was made for another '
-            f'architecture (checkpoint: {checkpoint_arch}; model: {model_arch or describe_arch(model_shapes)}); '
-            'build the backbone with the checkpoint\'s arch, or use a checkpoint made for this one')
+            f'SwinBackbone cannot load this checkpoint (format: {converted.description}): {problem}. The '
+            f'checkpoint was made for another architecture (checkpoint: {checkpoint_arch}; model: '
+            f'{model_arch or describe_arch(model_shapes)}); '
+            "build the backbone with the checkpoint's arch, or use a checkpoint made for this one"
+        )
 
     for key, target in model_shapes.items():
         if key in fitted and tuple(fitted[key].shape) != tuple(target):
-            raise mismatch(f'{_named(key, converted)} has shape {tuple(fitted[key].shape)} in the checkpoint but '
-                           f'{tuple(target)} in the model')
+            raise mismatch(
+                f'{_named(key, converted)} has shape {tuple(fitted[key].shape)} in the checkpoint but '
+                f'{tuple(target)} in the model'
+            )
     missing = [key for key in model_shapes if key not in fitted]
     required = [key for key in missing if not OPTIONAL_KEYS.match(key)]
     if required:
-        raise mismatch(f'the checkpoint has no tensor for {required[0]!r}'
-                       + (f' (nor for {len(required) - 1} more the model needs)' if len(required) > 1 else ''))
+        raise mismatch(
+            f'the checkpoint has no tensor for {required[0]!r}'
+            + (f' (nor for {len(required) - 1} more the model needs)' if len(required) > 1 else '')
+        )
     if unexpected:
-        raise mismatch(f'the checkpoint has {_named(unexpected[0], converted)}, for which the model has no place'
-                       + (f' (and {len(unexpected) - 1} more such tensors)' if len(unexpected) > 1 else ''))
+        raise mismatch(
+            f'the checkpoint has {_named(unexpected[0], converted)}, for which the model has no place'
+            + (f' (and {len(unexpected) - 1} more such tensors)' if len(unexpected) > 1 else '')
+        )
     if 'absolute_pos_embed' in missing:
-        report.notes.append('the model uses an absolute position embedding but the checkpoint has none, so it '
-                            'keeps its initialisation')
+        report.notes.append(
+            'the model uses an absolute position embedding but the checkpoint has none, so it keeps its initialisation'
+        )
     report.left_at_init = missing
     report.loaded = len(fitted)
     return fitted, report
@@ -153,8 +167,9 @@ def _model_arch(module: nn.Module) -> Optional[str]:
     settings = getattr(module, 'arch_settings', None)
     if not isinstance(settings, Mapping):
         return None
-    text = ', '.join(f'{name}={tuple(value) if isinstance(value, (list, tuple)) else value}'
-                     for name, value in settings.items())
+    text = ', '.join(
+        f'{name}={tuple(value) if isinstance(value, (list, tuple)) else value}' for name, value in settings.items()
+    )
     window = getattr(module, 'window_size', None)
     return f'{text}, window_size={window}' if window is not None else text
 
@@ -169,18 +184,32 @@ def register_checkpoint_hooks(module: nn.Module) -> None:
     module.register_load_state_dict_post_hook(report_after_load)
 
 
-def convert_before_load(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
-                        missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+def convert_before_load(
+    module: nn.Module,
+    state_dict: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
     """Pre-hook: rewrite the backbone's part of ``state_dict`` (keys under ``prefix``) in place."""
     own_keys = [key for key in state_dict if key.startswith(prefix)]
     if not own_keys:
         module._pending_checkpoint_report = LoadReport(
-            source='state dict', notes=[f'the state dict has no tensors for this backbone (prefix {prefix!r}); it '
-                                        'keeps its current weights'])
+            source='state dict',
+            notes=[
+                f'the state dict has no tensors for this backbone (prefix {prefix!r}); it keeps its current weights'
+            ],
+        )
         return
-    local = OrderedDict((key[len(prefix):], state_dict[key]) for key in own_keys)
+    local = OrderedDict((key[len(prefix) :], state_dict[key]) for key in own_keys)
     model_shapes = OrderedDict((key, tuple(value.shape)) for key, value in module.state_dict(keep_vars=True).items())
-    converted = convert_state_dict(local, prefix=None)
+    if all(isinstance(value, Tensor) and model_shapes.get(key) == tuple(value.shape) for key, value in local.items()):
+        converted = ConvertedCheckpoint(local, 'mmswin')  # mmswin's layout and shapes: skip detection
+    else:
+        converted = convert_state_dict(local, prefix=None)
     fitted, report = fit_state_dict(converted, model_shapes, getattr(module, 'num_stages', 0), _model_arch(module))
     module._pending_checkpoint_report = report
     unchanged = len(fitted) == len(local) and all(local.get(key) is tensor for key, tensor in fitted.items())

@@ -1,4 +1,5 @@
 """The one-line report printed after a load, and architecture descriptions for errors."""
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,10 @@ class LoadReport:
         if self.left_at_init:
             parts.append(f'left at init (not in the checkpoint): {", ".join(_module_names(self.left_at_init))}')
         if self.ignored:
-            parts.append('ignored by design: ' + ', '.join(f'{reason} ({count})'
-                                                          for reason, count in sorted(self.ignored.items())))
+            parts.append(
+                'ignored by design: '
+                + ', '.join(f'{reason} ({count})' for reason, count in sorted(self.ignored.items()))
+            )
         parts.extend(self.notes)
         return '; '.join(parts)
 
@@ -62,7 +65,7 @@ def _describe_resized(resized: Sequence[tuple]) -> list[str]:
 
 
 def _table_side(shape: Sequence[int]) -> int:
-    return round(shape[0]**0.5)
+    return round(shape[0] ** 0.5)
 
 
 def describe_arch(shapes: Mapping[str, Sequence[int]]) -> str:

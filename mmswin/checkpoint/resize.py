@@ -4,6 +4,7 @@ Both resizes are bicubic, on the 2-D grid the parameter is defined on:
 the relative position bias table on its ``(2M - 1) x (2M - 1)`` grid of offsets,
 the absolute position embedding on its patch grid.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,14 @@ from torch import Tensor
 def table_window_size(table: Tensor) -> int:
     """Window side ``M`` of a ``[(2M - 1)**2, num_heads]`` relative position bias table."""
     if table.dim() != 2:
-        raise ValueError(f'a relative position bias table is 2-D [(2M-1)**2, num_heads], got shape '
-                         f'{tuple(table.shape)}')
+        raise ValueError(
+            f'a relative position bias table is 2-D [(2M-1)**2, num_heads], got shape {tuple(table.shape)}'
+        )
     side = math.isqrt(table.shape[0])
     if side * side != table.shape[0] or side % 2 == 0:
-        raise ValueError(f'a relative position bias table has (2M-1)**2 rows for a square window M, got '
-                         f'{table.shape[0]} rows')
+        raise ValueError(
+            f'a relative position bias table has (2M-1)**2 rows for a square window M, got {table.shape[0]} rows'
+        )
     return (side + 1) // 2
 
 
@@ -54,14 +57,17 @@ def position_embedding_to_grid(pos_embed: Tensor, grid: Optional[tuple[int, int]
     if pos_embed.dim() == 4:
         return pos_embed
     if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f'an absolute position embedding is [1, N, C] or [1, C, H, W], got shape '
-                         f'{tuple(pos_embed.shape)}')
+        raise ValueError(
+            f'an absolute position embedding is [1, N, C] or [1, C, H, W], got shape {tuple(pos_embed.shape)}'
+        )
     num_tokens, channels = pos_embed.shape[1:]
     if grid is None or grid[0] * grid[1] != num_tokens:
         side = math.isqrt(num_tokens)
         if side * side != num_tokens:
-            raise ValueError(f'cannot tell the patch grid of an absolute position embedding with {num_tokens} '
-                             f'tokens (not square{"" if grid is None else f", and the model grid is {grid}"})')
+            raise ValueError(
+                f'cannot tell the patch grid of an absolute position embedding with {num_tokens} '
+                f'tokens (not square{"" if grid is None else f", and the model grid is {grid}"})'
+            )
         grid = (side, side)
     return pos_embed.reshape(1, grid[0], grid[1], channels).permute(0, 3, 1, 2).contiguous()
 
