@@ -17,6 +17,7 @@ from mmswin.checkpoint import (
     read_checkpoint,
     resize_relative_position_bias_table,
     table_window_size,
+    verify_checkpoint_file,
 )
 from mmswin.checkpoint.formats import unfold_to_official_norm, unfold_to_official_reduction
 from mmswin.models.layers.patch import PatchMerging
@@ -237,6 +238,10 @@ def test_truncated_file_is_named_truncated(saved_checkpoint, tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointFormatError, match='is truncated'):
         read_checkpoint(str(truncated))
+    # The same check without loading, for pre-flight checks of config paths.
+    with pytest.raises(CheckpointFormatError, match='is truncated'):
+        verify_checkpoint_file(str(truncated))
+    verify_checkpoint_file(str(saved_checkpoint))
 
 
 def test_legacy_format_truncated_file_gives_a_clear_error(tmp_path):
@@ -275,6 +280,6 @@ def test_pickled_objects_are_refused_by_the_safe_loader_unless_trusted(tmp_path)
 def test_a_pickle_of_something_else_is_not_a_state_dict(tmp_path):
     path = tmp_path / 'list.pth'
     with open(path, 'wb') as file:
-        pickle.dump([1, 2, 3], file)
+        pickle.dump([1, 2, 3], file, protocol=2)
     with pytest.raises(CheckpointFormatError):
         convert_state_dict(read_checkpoint(str(path)))

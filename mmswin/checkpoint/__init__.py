@@ -13,7 +13,7 @@ converts a file once.
 
 from .errors import CheckpointFormatError, CheckpointMismatchError
 from .formats import FORMAT_NAMES, ConvertedCheckpoint, convert_state_dict, detect_format, extract_state_dict
-from .io import read_checkpoint
+from .io import read_checkpoint, verify_checkpoint_file
 from .loading import fit_state_dict, register_checkpoint_hooks
 from .report import LoadReport, describe_arch
 from .resize import (
@@ -40,4 +40,5 @@ __all__ = [
     'resize_position_embedding',
     'resize_relative_position_bias_table',
     'table_window_size',
+    'verify_checkpoint_file',
 ]
