@@ -7,6 +7,7 @@ OpenMMLab weight reordering. The official, timm and torchvision layouts are buil
 renaming, independently of :mod:`mmswin.checkpoint`.
 """
 
+import logging
 import re
 from collections import OrderedDict
 
@@ -496,3 +497,13 @@ def test_swin_weights_under_an_unknown_prefix_suggest_the_prefix(source, tmp_pat
     torch.save(wrapped, tmp_path / 'enc.pth')
     model.init_weights()
     assert model.checkpoint_report.source == 'timm'
+
+
+def test_a_state_dict_without_backbone_tensors_is_a_warning_not_silence(monkeypatch):
+    logged = []
+    monkeypatch.setattr(loading_module, 'print_log', lambda message, **kwargs: logged.append((message, kwargs)))
+    detector = ToyDetector()
+    detector.load_state_dict({'neck.weight': torch.ones(8, 128, 1, 1)}, strict=False)
+    assert detector.backbone.checkpoint_report.loaded == 0
+    assert len(logged) == 1 and logged[0][1]['level'] == logging.WARNING
+    assert 'no tensors for this backbone' in logged[0][0]

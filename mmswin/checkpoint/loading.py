@@ -198,7 +198,8 @@ def convert_before_load(
     own_keys = [key for key in state_dict if key.startswith(prefix)]
     if not own_keys:
         module._pending_checkpoint_report = LoadReport(
-            source='state dict',
+            source='none',
+            expected=len(module.state_dict()),
             notes=[
                 f'the state dict has no tensors for this backbone (prefix {prefix!r}); it keeps its current weights'
             ],
