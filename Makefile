@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-slow demo demo-seg lint clean
+.PHONY: setup test test-dist test-slow demo demo-seg lint clean
 
 setup: $(STAMP)
 
@@ -21,9 +21,13 @@ $(STAMP): requirements/*.txt setup.py
 	$(PIP) install -q $(CONSTRAINTS) --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
-# Default suite: everything not marked slow (kept under 15 minutes on 2 cores).
+# Default suite: everything not marked slow or dist (kept under 15 minutes on 2 cores).
 test: setup
-	$(PY) -m pytest -q tests -m "not slow"
+	$(PY) -m pytest -q tests -m "not slow and not dist"
+
+# Two-process DDP runs on CPU (gloo) through tools/dist_train.sh and torchrun.
+test-dist: setup
+	$(PY) -m pytest -q tests -m dist
 
 test-slow: setup
 	$(PY) -m pytest -q tests -m slow

@@ -65,6 +65,9 @@ def main(argv=None) -> int:
     setup_runner.adapt_to_hardware(cfg, args.launcher)
 
     runner = setup_runner.build_runner(cfg)
+    per_process = cfg.train_dataloader.batch_size
+    runner.logger.info(f'total batch size: {per_process * runner.world_size} '
+                       f'({per_process} per process x {runner.world_size} processes)')
     runner.train()
     return 0
 

@@ -71,9 +71,25 @@ def adapt_to_hardware(cfg: Config, launcher: str) -> None:
     dist_cfg.setdefault('backend', 'nccl' if on_cuda else 'gloo')
     if launcher != 'none' and not on_cuda:
         # DDP over CPU modules takes device_ids=None (MMEngine passes the local rank).
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     **{k: v for k, v in cfg.get('model_wrapper_cfg', {}).items()
-                                        if k not in ('type', 'device_ids')})
+        wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+        wrapper.update(type=wrapper.get('type', 'MMDistributedDataParallel'), device_ids=None)
+        wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+        cfg.model_wrapper_cfg = wrapper
+        _init_cpu_process_group(launcher, dist_cfg)
+
+
+def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
+    """Start the gloo group here: MMEngine's ``init_dist`` calls ``torch.cuda.set_device``,
+    which does not exist on a CPU build. The Runner then finds the group initialised."""
+    import datetime
+
+    import torch.distributed as dist
+    if dist.is_initialized():
+        return
+    if launcher != 'pytorch':
+        raise PreflightError(f'--launcher {launcher} needs CUDA; on CPU launch with tools/dist_train.sh (torchrun)')
+    timeout = datetime.timedelta(seconds=int(dist_cfg.get('timeout', 1800)))
+    dist.init_process_group(backend=dist_cfg['backend'], timeout=timeout)
 
 
 def enable_amp(cfg: Config) -> None:

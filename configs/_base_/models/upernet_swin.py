@@ -2,7 +2,6 @@
 custom_imports = dict(imports=['mmswin.models'], allow_failed_imports=False)
 # The published recipes use SyncBN; tools/train.py turns it into BN on one process or on CPU.
 norm_cfg = dict(type='SyncBN', requires_grad=True)
-crop_size = (512, 512)
 data_preprocessor = dict(
     type='SegDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
@@ -10,7 +9,7 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
-    size=crop_size)
+    size=(512, 512))  # the training crop
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=data_preprocessor,

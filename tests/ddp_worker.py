@@ -1,0 +1,64 @@
+"""Worker for the DDP tests, launched by torchrun with the gloo backend on CPU.
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py MODE OUT_DIR
+
+MODE ``step``: one SGD step of SwinBackbone on one image per rank; rank 0 saves the
+parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
+and/or activation checkpointing, find_unused_parameters=False. MODE ``die``: rank 1
+exits mid-run while rank 0 waits in a collective.
+"""
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmswin.models import SwinBackbone  # noqa: E402
+
+ARCH = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
+
+
+def batch_of_two() -> torch.Tensor:
+    return torch.randn(2, 3, 45, 61, generator=torch.Generator().manual_seed(7))
+
+
+def backbone_loss(outputs) -> torch.Tensor:
+    """Mean over the batch, so DDP's gradient average equals the single-process batch."""
+    return sum(o.square().mean() for o in outputs)
+
+
+def make_model(**kwargs) -> SwinBackbone:
+    torch.manual_seed(0)
+    return SwinBackbone(arch=ARCH, drop_path_rate=0.0, **kwargs)
+
+
+def main() -> None:
+    mode, out_dir = sys.argv[1], sys.argv[2]
+    dist.init_process_group('gloo')
+    rank = dist.get_rank()
+    torch.set_num_threads(1)
+    if mode == 'die':
+        if rank == 1:
+            os._exit(3)
+        dist.barrier()  # never completes: rank 1 is gone
+        return
+    kwargs = {'frozen': dict(frozen_stages=1), 'cp': dict(with_cp=True),
+              'frozen_cp': dict(frozen_stages=1, with_cp=True), 'step': {}}[mode]
+    model = DistributedDataParallel(make_model(**kwargs), device_ids=None, find_unused_parameters=False)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    image = batch_of_two()[rank:rank + 1]
+    for _ in range(1 if mode == 'step' else 3):
+        optimizer.zero_grad()
+        backbone_loss(model(image)).backward()
+        optimizer.step()
+    if rank == 0:
+        torch.save(model.module.state_dict(), os.path.join(out_dir, f'{mode}.pth'))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    main()
