@@ -35,7 +35,8 @@ def test_missing_pretrained_checkpoint_names_the_config_key(tmp_path):
     with pytest.raises(PreflightError) as error:
         check_checkpoints(det_cfg(tmp_path))
     assert 'model.backbone.init_cfg.checkpoint' in str(error.value) and 'swin_t.pth' in str(error.value)
-    (tmp_path / 'swin_t.pth').write_bytes(b'x')
+    import torch
+    torch.save({'w': torch.zeros(1)}, tmp_path / 'swin_t.pth')
     check_checkpoints(det_cfg(tmp_path))
 
 
@@ -50,3 +51,12 @@ def test_remote_checkpoints_are_not_checked(tmp_path):
     cfg = det_cfg(tmp_path)
     cfg.model.backbone.init_cfg.checkpoint = 'https://example.org/swin.pth'
     check_checkpoints(cfg)
+
+
+def test_truncated_pretrained_checkpoint_is_reported_before_training(tmp_path):
+    import torch
+    good = tmp_path / 'swin_t.pth'
+    torch.save({'w': torch.zeros(100)}, good)
+    good.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(PreflightError, match='truncated'):
+        check_checkpoints(det_cfg(tmp_path))
