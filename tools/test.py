@@ -40,12 +40,14 @@ def newest_checkpoint(work_dir: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswin.engine import setup_runner
+    from mmswin.engine.config_checks import check_model_config
     from mmswin.engine.preflight import check_checkpoint_file, check_datasets
 
     checkpoint = newest_checkpoint(args.checkpoint) if os.path.isdir(args.checkpoint) else args.checkpoint
     check_checkpoint_file(checkpoint, 'checkpoint', 'pass the .pth written by tools/train.py (see its work dir)')
     cfg = setup_runner.load_config(args.config, args.cfg_options)
     setup_runner.register_scope(cfg)
+    check_model_config(cfg)
     cfg.launcher = args.launcher
     setup_runner.set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = checkpoint

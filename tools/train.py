@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from mmswin.engine.finite_loss import NonFiniteLossError  # noqa: E402
 from mmswin.engine.preflight import PreflightError  # noqa: E402
 
 
@@ -37,10 +38,12 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswin.engine import setup_runner
+    from mmswin.engine.config_checks import check_model_config
     from mmswin.engine.preflight import check_checkpoints, check_datasets
 
     cfg = setup_runner.load_config(args.config, args.cfg_options)
     setup_runner.register_scope(cfg)
+    check_model_config(cfg)
     cfg.launcher = args.launcher
     setup_runner.set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
@@ -51,12 +54,12 @@ def main(argv=None) -> int:
             raise PreflightError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        from mmswin.engine.resume import newest_complete_checkpoint
+        # None: nothing saved yet, so training starts from scratch (as MMEngine does).
+        cfg.resume, cfg.load_from = True, newest_complete_checkpoint(cfg.work_dir)
     elif args.resume is not None:
-        if not os.path.isfile(args.resume):
-            raise PreflightError(f"checkpoint to resume from not found: '{args.resume}'; pass an existing .pth, "
-                                 'or --resume alone to pick the newest checkpoint in the work dir')
-        cfg.resume, cfg.load_from = True, args.resume
+        from mmswin.engine.resume import resume_checkpoint
+        cfg.resume, cfg.load_from = True, resume_checkpoint(args.resume)
 
     from mmswin.datasets import ensure_demo_data
     ensure_demo_data(cfg)
@@ -78,3 +81,6 @@ if __name__ == '__main__':
     except PreflightError as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)
+    except NonFiniteLossError as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(1)

@@ -14,3 +14,6 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
+# Resumed runs repeat an uninterrupted run's randomness (mmswin/engine/iter_seed.py);
+# a NaN/inf loss stops the run naming the iteration (mmswin/engine/finite_loss.py).
+custom_hooks = [dict(type='mmswin.IterSeedHook'), dict(type='mmswin.FiniteLossHook')]

@@ -14,11 +14,11 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='mmswin.SwinBackbone',
-        arch=dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
+        arch=dict(embed_dims=48, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
         window_size=7,
-        drop_path_rate=0.1,
+        drop_path_rate=0.0,
         out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
+    neck=dict(in_channels=[48, 96, 192, 384], out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels),
@@ -30,7 +30,7 @@ model = dict(
         rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=20)))
 
-image_scale = (160, 160)
+image_scale = (128, 128)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -57,13 +57,13 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
-max_iters = 1500
+max_iters = 1200
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, eta_min=1e-6),
 ]
-optim_wrapper = dict(optimizer=dict(lr=4e-4, weight_decay=0.05), clip_grad=dict(max_norm=10.0))
+optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=10.0))
 auto_scale_lr = dict(base_batch_size=4)
 default_hooks = dict(
     logger=dict(interval=25),

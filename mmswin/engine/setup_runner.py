@@ -133,14 +133,13 @@ def _drop_persistent_workers_without_workers(cfg: Config) -> None:
 def build_runner(cfg: Config):
     """Build the Runner, with checkpoints that the safe ``weights_only`` loader accepts."""
     _drop_persistent_workers_without_workers(cfg)
-    from mmengine.runner import Runner
-
+    from .atomic_runner import AtomicCheckpointRunner
     from .plain_checkpoint import PlainCheckpointHook
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
     else:
-        runner = Runner.from_cfg(cfg)
+        runner = AtomicCheckpointRunner.from_cfg(cfg)
     if not any(isinstance(hook, PlainCheckpointHook) for hook in runner.hooks):
         runner.register_hook(PlainCheckpointHook())
     return runner

@@ -1,0 +1,28 @@
+"""A Runner whose checkpoints appear whole or not at all."""
+from __future__ import annotations
+
+import os
+
+from mmengine.dist import master_only
+from mmengine.runner import Runner
+
+
+class AtomicCheckpointRunner(Runner):
+    """Writes each checkpoint to a hidden temporary file, syncs it, then renames it.
+
+    A kill or a full disk during saving leaves the previous checkpoints intact and
+    never a truncated ``iter_N.pth`` for ``--resume`` to trip over.
+    """
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        partial = f'.{filename}.partial'
+        partial_path = os.path.join(out_dir, partial)
+        try:
+            super().save_checkpoint(out_dir, partial, *args, **kwargs)
+            with open(partial_path, 'rb+') as file:
+                os.fsync(file.fileno())
+            os.replace(partial_path, os.path.join(out_dir, filename))
+        finally:
+            if os.path.exists(partial_path):
+                os.remove(partial_path)
