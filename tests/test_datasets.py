@@ -63,3 +63,28 @@ def test_generation_error_leaves_nothing_on_disk(tmp_path, monkeypatch):
 def test_bad_generator_arguments(tmp_path, kwargs):
     with pytest.raises(ValueError):
         generate_coco_shapes(str(tmp_path / 'x'), **kwargs)
+
+
+def test_demo_data_is_generated_once_and_regenerated_when_its_arguments_change(tmp_path):
+    from mmengine.config import Config
+
+    from mmswin.datasets import ensure_demo_data
+    root = str(tmp_path / 'shapes')
+    cfg = Config(dict(demo_data=dict(kind='coco_shapes', root=root, num_train=2, num_val=1, seed=0)))
+    assert ensure_demo_data(cfg) is True
+    assert ensure_demo_data(cfg) is False
+    cfg.demo_data.num_train = 3
+    assert ensure_demo_data(cfg) is True
+    with open(os.path.join(root, 'annotations', 'instances_train2017.json')) as f:
+        assert len(json.load(f)['images']) == 3
+
+
+def test_demo_data_never_overwrites_a_users_folder(tmp_path):
+    from mmengine.config import Config
+
+    from mmswin.datasets import ensure_demo_data
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'keep.txt').write_text('x')
+    cfg = Config(dict(demo_data=dict(kind='coco_shapes', root=str(tmp_path / 'mine'), num_train=2, num_val=1)))
+    assert ensure_demo_data(cfg) is False
+    assert os.listdir(tmp_path / 'mine') == ['keep.txt']

@@ -7,27 +7,29 @@ data_root = 'data/coco_shapes/'
 classes = ('rectangle', 'ellipse', 'triangle', 'star')
 metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75), (255, 200, 0)])
 # Generated on first use (see mmswin/datasets/coco_shapes.py); seed fixes its content.
-demo_data = dict(kind='coco_shapes', root=data_root, num_train=300, num_val=60, seed=0)
+demo_data = dict(kind='coco_shapes', root=data_root, num_train=300, num_val=60, max_shapes=6, seed=0)
 
 channels = 64
 model = dict(
     backbone=dict(
         _delete_=True,
         type='mmswin.SwinBackbone',
-        arch=dict(embed_dims=48, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16)),
-        window_size=7,
+        arch=dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
+        # 128-pixel images give 32x32 tokens: window 4 tiles every stage without padding.
+        window_size=4,
+        mask_padding=True,
         drop_path_rate=0.0,
         out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=[48, 96, 192, 384], out_channels=channels),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels),
         bbox_head=dict(in_channels=channels, fc_out_channels=256, num_classes=len(classes)),
         mask_roi_extractor=dict(out_channels=channels),
-        mask_head=dict(num_convs=2, in_channels=channels, conv_out_channels=channels, num_classes=len(classes))),
+        mask_head=dict(num_convs=2, in_channels=channels, conv_out_channels=32, num_classes=len(classes))),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=20)))
 
 image_scale = (128, 128)
