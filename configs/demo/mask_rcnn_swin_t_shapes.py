@@ -7,9 +7,12 @@ data_root = 'data/coco_shapes/'
 classes = ('rectangle', 'ellipse', 'triangle', 'star')
 metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75), (255, 200, 0)])
 # Generated on first use (see mmswin/datasets/coco_shapes.py); seed fixes its content.
-demo_data = dict(kind='coco_shapes', root=data_root, num_train=300, num_val=60, max_shapes=6, seed=0)
+demo_data = dict(
+    kind='coco_shapes', root=data_root, num_train=300, num_val=60, max_shapes=4, radius_range=(0.18, 0.35), seed=0)
 
 channels = 64
+# Trained from scratch: normalised FPN and heads learn much faster (He et al., "Rethinking ImageNet Pre-training").
+head_norm = dict(type='GN', num_groups=16, requires_grad=True)
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -20,13 +23,14 @@ model = dict(
         mask_padding=True,
         drop_path_rate=0.0,
         out_indices=(0, 1, 2, 3)),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
+    neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels, norm_cfg=head_norm),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=channels),
         bbox_head=dict(in_channels=channels, fc_out_channels=256, num_classes=len(classes)),
         mask_roi_extractor=dict(out_channels=channels),
-        mask_head=dict(num_convs=2, in_channels=channels, conv_out_channels=32, num_classes=len(classes))),
+        mask_head=dict(
+            num_convs=2, in_channels=channels, conv_out_channels=32, num_classes=len(classes), norm_cfg=head_norm)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
         rcnn=dict(sampler=dict(num=64))),

@@ -16,8 +16,10 @@ model = dict(
         _delete_=True,
         type='mmswin.SwinBackbone',
         arch=dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)),
-        window_size=7,
-        drop_path_rate=0.1,
+        # 128-pixel crops give 32x32 tokens: window 4 tiles every stage without padding.
+        window_size=4,
+        mask_padding=True,
+        drop_path_rate=0.0,
         out_indices=(0, 1, 2, 3)),
     decode_head=dict(in_channels=[32, 64, 128, 256], channels=channels, num_classes=len(classes)),
     auxiliary_head=dict(in_channels=128, channels=32, num_classes=len(classes)))

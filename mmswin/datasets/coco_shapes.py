@@ -20,14 +20,14 @@ SPLITS = ('train', 'val')
 
 
 def coco_split(rng: np.random.Generator, image_dir: str, num_images: int, size_range: tuple[int, int],
-               max_shapes: int) -> dict:
+               max_shapes: int, radius_range: tuple[float, float]) -> dict:
     """Draw ``num_images`` images into ``image_dir`` and return their COCO annotation dict."""
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         # Sizes deliberately not multiples of 32 (nor of the window).
         height = int(rng.integers(size_range[0], size_range[1] + 1))
         width = int(rng.integers(size_range[0], size_range[1] + 1))
-        image, shapes = draw_shapes(rng, height, width, max_shapes)
+        image, shapes = draw_shapes(rng, height, width, max_shapes, radius_range=radius_range)
         file_name = f'{image_id:06d}.png'
         cv2.imwrite(os.path.join(image_dir, file_name), image)
         images.append(dict(id=image_id, file_name=file_name, height=height, width=width))
@@ -46,7 +46,7 @@ def coco_split(rng: np.random.Generator, image_dir: str, num_images: int, size_r
 
 
 def generate_coco_shapes(root: str, num_train: int = 300, num_val: int = 60, size_range: tuple[int, int] = (100, 150),
-                         max_shapes: int = 4, seed: int = 0) -> str:
+                         max_shapes: int = 4, radius_range: tuple[float, float] = (0.12, 0.3), seed: int = 0) -> str:
     """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
     if num_train < 1 or num_val < 1:
         raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
@@ -58,7 +58,7 @@ def generate_coco_shapes(root: str, num_train: int = 300, num_val: int = 60, siz
         for split, count in zip(SPLITS, (num_train, num_val)):
             image_dir = os.path.join(staging, f'{split}2017')
             os.makedirs(image_dir)
-            coco = coco_split(rng, image_dir, count, size_range, max_shapes)
+            coco = coco_split(rng, image_dir, count, size_range, max_shapes, radius_range)
             with open(os.path.join(staging, 'annotations', f'instances_{split}2017.json'), 'w') as f:
                 json.dump(coco, f)
     return root

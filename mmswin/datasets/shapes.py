@@ -51,33 +51,45 @@ def shape_polygon(label: int, center: tuple[float, float], radius: float, angle:
     return np.stack([center[0] + x, center[1] + y], axis=1)
 
 
+def class_colour(rng: np.random.Generator, label: int) -> tuple[int, int, int]:
+    """A saturated BGR colour from the class's hue band (varied in hue, saturation and
+    brightness), so colour is a cue alongside the outline, as in many real categories."""
+    hue_centre = 180 * label / len(SHAPE_CLASSES)  # OpenCV hue: 0..180
+    hue = (hue_centre + rng.uniform(-12, 12)) % 180
+    hsv = np.array([[[hue, rng.uniform(150, 255), rng.uniform(130, 255)]]], dtype=np.uint8)
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
 def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth colour gradient plus mild noise, ``[H, W, 3]`` uint8."""
-    corners = rng.uniform(40, 215, size=(2, 2, 3)).astype(np.float32)
+    """A smooth, weakly tinted grey gradient plus mild noise, ``[H, W, 3]`` uint8."""
+    grey = rng.uniform(40, 215, size=(2, 2, 1))
+    corners = (grey + rng.uniform(-20, 20, size=(2, 2, 3))).astype(np.float32)
     background = cv2.resize(corners, (width, height), interpolation=cv2.INTER_LINEAR)
     background += rng.normal(0, 6, size=(height, width, 3)).astype(np.float32)
     return np.clip(background, 0, 255).astype(np.uint8)
 
 
 def draw_shapes(rng: np.random.Generator, height: int, width: int, max_shapes: int,
-                min_visible_fraction: float = 0.4) -> tuple[np.ndarray, list[DrawnShape]]:
+                min_visible_fraction: float = 0.4,
+                radius_range: tuple[float, float] = (0.12, 0.3)) -> tuple[np.ndarray, list[DrawnShape]]:
     """Draw 1..max_shapes shapes, later ones over earlier ones.
 
     Returns the image (``[H, W, 3]`` uint8, BGR as OpenCV writes it) and the shapes whose
     visible part is at least ``min_visible_fraction`` of their drawn area, each with
-    its visible mask, so annotations always describe what the image shows.
+    its visible mask, so annotations always describe what the image shows. Shape radii
+    are drawn from ``radius_range``, as fractions of the image's shorter side.
     """
     image = textured_background(rng, height, width)
     owner = np.full((height, width), -1, dtype=np.int32)
     labels, areas = [], []
     for index in range(int(rng.integers(1, max_shapes + 1))):
         label = int(rng.integers(len(SHAPE_CLASSES)))
-        radius = rng.uniform(0.12, 0.3) * min(height, width)
+        radius = rng.uniform(*radius_range) * min(height, width)
         center = (rng.uniform(radius * 0.6, width - radius * 0.6), rng.uniform(radius * 0.6, height - radius * 0.6))
         polygon = shape_polygon(label, center, radius, rng.uniform(0, 360))
         mask = np.zeros((height, width), dtype=np.uint8)
         cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        colour = class_colour(rng, label)
         image[mask.astype(bool)] = colour
         owner[mask.astype(bool)] = index
         labels.append(label)
