@@ -52,7 +52,7 @@ val_dataloader = dict(
                  data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation')))
 test_dataloader = val_dataloader
 
-max_iters = 1000
+max_iters = 400
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(optimizer=dict(lr=6e-4, weight_decay=0.01))
 param_scheduler = [
