@@ -113,12 +113,17 @@ def set_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> None
 
 
 def enable_show_dir(cfg: Config, show_dir: str) -> None:
-    """Have the scope's visualization hook draw test predictions into ``show_dir``."""
+    """Have the scope's visualization hook draw test predictions (beside ground truth)."""
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise PreflightError('--show-dir needs default_hooks.visualization in the config')
     hook.draw = True
-    hook.test_out_dir = show_dir
+    if cfg.default_scope == 'mmdet':
+        hook.test_out_dir = show_dir  # under the run's log folder
+    else:
+        # MMSegmentation's hook draws through the visualizer, which saves under save_dir.
+        hook.interval = min(hook.get('interval', 50), 10)
+        cfg.visualizer.save_dir = os.path.join(cfg.work_dir, show_dir)
 
 
 def _drop_persistent_workers_without_workers(cfg: Config) -> None:
