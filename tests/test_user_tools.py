@@ -88,7 +88,7 @@ def test_demo_draws_predictions_for_every_image_of_a_folder(tmp_path, task):
         changed = np.abs(picture.astype(int) - original.astype(int)).max(axis=2) > 30
         assert changed.mean() > 0.05, 'nothing visible was drawn'
     if task == 'detection':
-        counts = [int(n) for n in re.findall(r': (\d+) objects', result.stdout)]
+        counts = [int(n) for n in re.findall(r': (\d+) objects? scoring', result.stdout)]
         assert len(counts) == 2 and all(count > 0 for count in counts), result.stdout
     else:
         # Class names come from the checkpoint's dataset meta.

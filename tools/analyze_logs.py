@@ -6,7 +6,7 @@
 
 A LOG is a ``scalars.json`` (one JSON object per line, written by MMEngine's
 LocalVisBackend under ``WORK_DIR/<timestamp>/vis_data/``) or a work dir, whose newest
-run is used. A key is matched as written or as the last part of a logged key:
+run that logged the keys is used. A key is matched as written or as the last part of a logged key:
 ``bbox_mAP`` finds ``coco/bbox_mAP``, ``mIoU`` finds ``mIoU``. Training values are
 plotted against the iteration; validation values against the epoch for epoch-based
 schedules, the iteration otherwise.
@@ -21,9 +21,13 @@ import os
 import sys
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError  # noqa: E402
+class LogError(Exception):
+    """A missing or unreadable log, or a key it does not hold; printed as one line.
+
+    The other tools raise mmswin's PreflightError; this tool needs neither torch nor
+    mmswin, so it starts in a second instead of several."""
+
 
 # Logged with every line; never a curve of its own.
 BOOKKEEPING = ('iter', 'step', 'epoch')
@@ -45,7 +49,7 @@ def find_log(path: str, keys: list[str]) -> str:
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
-        raise PreflightError(f"log not found: '{path}'; pass a scalars.json or a work dir")
+        raise LogError(f"log not found: '{path}'; pass a scalars.json or a work dir")
     for pattern in (
         'scalars.json',
         os.path.join('vis_data', 'scalars.json'),
@@ -54,12 +58,14 @@ def find_log(path: str, keys: list[str]) -> str:
         runs = sorted(glob.glob(os.path.join(path, pattern)))  # run folders are timestamps
         if runs:
             for run in reversed(runs):
-                with open(run) as f:
-                    entries = [json.loads(line) for line in f if line.strip()]
+                try:
+                    entries = read_log(run)
+                except LogError:
+                    continue  # an empty or broken run: look at the one before
                 if any(matching_keys(entries, key) for key in keys):
                     return run
             return runs[-1]
-    raise PreflightError(
+    raise LogError(
         f"no training log in '{path}': expected {path}/<timestamp>/vis_data/scalars.json; "
         'train with tools/train.py first'
     )
@@ -74,13 +80,13 @@ def read_log(path: str) -> list[dict]:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
-                raise PreflightError(
+                raise LogError(
                     f"'{path}' line {number} is not JSON; expected MMEngine's scalars.json (one JSON object per line)"
                 ) from None
             if isinstance(entry, dict):
                 entries.append(entry)
     if not entries:
-        raise PreflightError(f"'{path}' holds no logged values yet")
+        raise LogError(f"'{path}' holds no logged values yet")
     return entries
 
 
@@ -126,7 +132,7 @@ def plot_curve(args) -> int:
 
     paths = [find_log(path, args.keys) for path in args.logs]
     if args.legend and len(args.legend) != len(paths):
-        raise PreflightError(f'--legend needs one name per log: {len(paths)} logs, {len(args.legend)} names')
+        raise LogError(f'--legend needs one name per log: {len(paths)} logs, {len(args.legend)} names')
     logs = [read_log(path) for path in paths]
     names = args.legend or [_run_name(path) for path in paths]
 
@@ -145,7 +151,7 @@ def plot_curve(args) -> int:
                     if isinstance(value, (int, float)) and key not in BOOKKEEPING
                 }
             )
-            raise PreflightError(f"no key '{wanted}' in the log(s); logged keys include: {', '.join(available)}")
+            raise LogError(f"no key '{wanted}' in the log(s); logged keys include: {', '.join(available)}")
         panels.append((wanted, found))
 
     x_labels = {line.x_label for _, found in panels for _, line in found}
@@ -212,6 +218,6 @@ def main(argv=None) -> int:
 if __name__ == '__main__':
     try:
         sys.exit(main())
-    except PreflightError as error:
+    except LogError as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(2)

@@ -115,7 +115,7 @@ class Predictor:
         self.visualizer.add_datasample(os.path.basename(out_file), image, data_sample=result, **options)
         if self.scope == 'mmdet':
             kept = int((result.pred_instances.scores >= self.score_thr).sum())
-            return f'{kept} objects >= {self.score_thr:g}'
+            return f'{kept} object{"" if kept == 1 else "s"} scoring >= {self.score_thr:g}'
         classes = self.model.dataset_meta['classes']
         present = result.pred_sem_seg.data.unique().tolist()
         return 'classes: ' + ', '.join(classes[index] for index in present if index < len(classes))

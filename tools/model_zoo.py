@@ -9,7 +9,7 @@ backbone, the schedule, parameters and FLOPs at the config's test size (counted 
 tools/get_flops.py), the published result the config is meant to reproduce (read
 from the config's header comment, with its source) and the demo results measured
 here (read from docs/demo_results.json: config path -> {metric: value, ...,
-'wall_time_min': minutes}).
+'wall_time_min': minutes, 'command': what was run}).
 
 Counting a full-size model takes 10-40 s on a CPU. With ``--reuse-counts`` the
 parameters and FLOPs of configs outside configs/demo/ are taken from the existing page
@@ -249,17 +249,20 @@ def collect(root: str, reuse: Optional[dict], progress: bool = True) -> list[Zoo
 
 
 def format_measured(results: Optional[dict], entry: ZooEntry) -> tuple[str, str]:
-    """(metrics, wall time) cells for a config from docs/demo_results.json."""
-    measured = (results or {}).get(entry.path)
+    """(metrics, wall time) cells for a config from docs/demo_results.json: metric values,
+    ``wall_time_min`` and the ``command`` that measured them."""
+    measured = dict((results or {}).get(entry.path) or {})
     if not measured:
         return ('not measured yet' if entry.is_demo else 'not run here (needs the full data set and GPUs)'), '-'
-    cells = []
-    for name, value in measured.items():
-        if name == 'wall_time_min':
-            continue
-        cells.append(f'{name} {value:.4g}' if isinstance(value, (int, float)) else f'{name}: {value}')
-    wall = measured.get('wall_time_min')
-    return ', '.join(cells) or '-', (f'{wall:g} min' if isinstance(wall, (int, float)) else '-')
+    wall, command = measured.pop('wall_time_min', None), measured.pop('command', None)
+    metrics = [
+        f'{name} {value:.4g}' if isinstance(value, (int, float)) else f'{name}: {value}'
+        for name, value in measured.items()
+    ]
+    time = f'{wall:g} min' if isinstance(wall, (int, float)) else '-'
+    if command:
+        time += f' (`{command}`)'
+    return ', '.join(metrics) or '-', time
 
 
 def size_text(entry: ZooEntry) -> str:
