@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-dist test-slow demo demo-seg lint clean
+.PHONY: setup test test-dist test-slow demo demo-seg model-zoo lint clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ demo: setup
 demo-seg: setup
 	$(PY) tools/train.py $(SEG_DEMO)
 	$(PY) tools/test.py $(SEG_DEMO) work_dirs/upernet_swin_t_shapes --show-dir predictions
+
+# Regenerate docs/model_zoo.md after changing configs or docs/demo_results.json
+# (parameter/FLOP counts of unchanged models are reused; drop --reuse-counts to recount all).
+model-zoo: setup
+	$(PY) tools/model_zoo.py --reuse-counts
 
 lint: setup
 	$(VENV)/bin/ruff check mmswin tools tests configs

@@ -72,7 +72,7 @@ param_scheduler = [
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=10.0))
 auto_scale_lr = dict(base_batch_size=4)
 default_hooks = dict(
-    logger=dict(interval=25),
+    logger=dict(interval=25, log_metric_by_epoch=False),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=2),
     visualization=dict(draw=False))
 log_processor = dict(by_epoch=False, window_size=25)
