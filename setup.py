@@ -1,4 +1,5 @@
 """Install mmswin. Dependencies are pinned in requirements/ and installed by `make setup`."""
+
 from setuptools import find_packages, setup
 
 

@@ -5,4 +5,5 @@ _base_ = './mask_rcnn_swin_t_3x.py'
 pretrained = 'checkpoints/swin_base_patch4_window7_224_22k.pth'  # official ImageNet-22k Swin-B
 model = dict(
     backbone=dict(arch='base', drop_path_rate=0.3, init_cfg=dict(checkpoint=pretrained)),
-    neck=dict(in_channels=[128, 256, 512, 1024]))
+    neck=dict(in_channels=[128, 256, 512, 1024]),
+)

@@ -10,4 +10,5 @@ pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'  # official ImageNet
 model = dict(
     backbone=dict(arch='tiny', drop_path_rate=0.3, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150))
+    auxiliary_head=dict(in_channels=384, num_classes=150),
+)

@@ -4,6 +4,7 @@ Children of MMEngine's root registries, so a config whose ``default_scope`` is `
 or ``mmseg`` can name ``type='mmswin.SwinBackbone'`` (or ``'mmswin.PlainCheckpointHook'``)
 and MMEngine finds it here.
 """
+
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -11,5 +12,4 @@ from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmswin', locations=['mmswin.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmswin', locations=['mmswin.engine'])
-OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin',
-                          locations=['mmswin.engine'])
+OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin', locations=['mmswin.engine'])

@@ -1,4 +1,5 @@
 """Shared test set-up: deterministic seeds and a fixed thread count."""
+
 import random
 
 import numpy as np

@@ -7,6 +7,7 @@ parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
 and/or activation checkpointing, find_unused_parameters=False. MODE ``die``: rank 1
 exits mid-run while rank 0 waits in a collective.
 """
+
 import os
 import sys
 
@@ -45,11 +46,15 @@ def main() -> None:
             os._exit(3)
         dist.barrier()  # never completes: rank 1 is gone
         return
-    kwargs = {'frozen': dict(frozen_stages=1), 'cp': dict(with_cp=True),
-              'frozen_cp': dict(frozen_stages=1, with_cp=True), 'step': {}}[mode]
+    kwargs = {
+        'frozen': dict(frozen_stages=1),
+        'cp': dict(with_cp=True),
+        'frozen_cp': dict(frozen_stages=1, with_cp=True),
+        'step': {},
+    }[mode]
     model = DistributedDataParallel(make_model(**kwargs), device_ids=None, find_unused_parameters=False)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    image = batch_of_two()[rank:rank + 1]
+    image = batch_of_two()[rank : rank + 1]
     for _ in range(1 if mode == 'step' else 3):
         optimizer.zero_grad()
         backbone_loss(model(image)).backward()

@@ -1,4 +1,5 @@
 """Helpers shared by tests: small architectures, random weights, peer key layouts."""
+
 from collections import OrderedDict
 
 import torch
@@ -9,8 +10,10 @@ MINI_ARCH = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
 
 def to_official_layout(state_dict: dict) -> OrderedDict:
     """mmswin keys -> the official Swin detection layout (``layers.{i}`` for ``stages.{i}``)."""
-    return OrderedDict(('layers.' + key[len('stages.'):] if key.startswith('stages.') else key, value)
-                       for key, value in state_dict.items())
+    return OrderedDict(
+        ('layers.' + key[len('stages.') :] if key.startswith('stages.') else key, value)
+        for key, value in state_dict.items()
+    )
 
 
 def perturb_(module: torch.nn.Module, seed: int = 1234) -> torch.nn.Module:

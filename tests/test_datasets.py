@@ -1,4 +1,5 @@
 """The synthetic demo data sets: deterministic, consistent, atomic."""
+
 import json
 import os
 
@@ -12,6 +13,7 @@ from mmswin.datasets.shapes import SHAPE_CLASSES
 
 def test_coco_shapes_is_valid_coco_and_deterministic(tmp_path):
     from pycocotools.coco import COCO
+
     a = generate_coco_shapes(str(tmp_path / 'a'), num_train=6, num_val=3, seed=3)
     b = generate_coco_shapes(str(tmp_path / 'b'), num_train=6, num_val=3, seed=3)
     for split in ('train', 'val'):
@@ -69,6 +71,7 @@ def test_demo_data_is_generated_once_and_regenerated_when_its_arguments_change(t
     from mmengine.config import Config
 
     from mmswin.datasets import ensure_demo_data
+
     root = str(tmp_path / 'shapes')
     cfg = Config(dict(demo_data=dict(kind='coco_shapes', root=root, num_train=2, num_val=1, seed=0)))
     assert ensure_demo_data(cfg) is True
@@ -83,6 +86,7 @@ def test_demo_data_never_overwrites_a_users_folder(tmp_path):
     from mmengine.config import Config
 
     from mmswin.datasets import ensure_demo_data
+
     (tmp_path / 'mine').mkdir()
     (tmp_path / 'mine' / 'keep.txt').write_text('x')
     cfg = Config(dict(demo_data=dict(kind='coco_shapes', root=str(tmp_path / 'mine'), num_train=2, num_val=1)))

@@ -1,12 +1,13 @@
 """The backbone's proof of correctness: same weights, same stage outputs as MMDetection's
 SwinTransformer (the official detection backbone), at sizes that are multiples of
 neither 32 nor 7. Official-layout weights go through mmdet's own ``swin_converter``."""
+
 import pytest
 import torch
 
 from mmswin.models import SwinBackbone
 
-from .helpers import to_official_layout, perturb_
+from .helpers import perturb_, to_official_layout
 
 SIZES = [(1, 97, 131), (2, 224, 224), (1, 333, 501), (1, 800, 1333)]
 ARCH_KWARGS = {
@@ -19,13 +20,13 @@ _models = {}
 def build_pair(arch):
     """An mmswin and an mmdet backbone of one preset holding the same random weights."""
     if arch not in _models:
-        from mmdet.models.backbones.swin import SwinTransformer
-        from mmdet.models.backbones.swin import swin_converter
+        from mmdet.models.backbones.swin import SwinTransformer, swin_converter
+
         ours = perturb_(SwinBackbone(arch=arch, drop_path_rate=0.0)).eval()
         theirs = SwinTransformer(**ARCH_KWARGS[arch], drop_path_rate=0.0)
         converted = swin_converter(to_official_layout(ours.state_dict()))
         # swin_converter returns detector-level keys ('backbone.' prefix).
-        converted = {key[len('backbone.'):]: value for key, value in converted.items()}
+        converted = {key[len('backbone.') :]: value for key, value in converted.items()}
         missing, unexpected = theirs.load_state_dict(converted, strict=False)
         assert unexpected == []
         assert all(key.endswith('relative_position_index') for key in missing), missing

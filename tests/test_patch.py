@@ -1,4 +1,5 @@
 """Patch embedding and patch merging."""
+
 import torch
 
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging, pad_to_multiple

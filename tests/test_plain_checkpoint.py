@@ -1,4 +1,5 @@
 """Training checkpoints load with torch's safe weights-only loader; foreign code is refused."""
+
 import os
 import pickle
 
@@ -14,8 +15,11 @@ def message_hub_state():
     buffer = HistoryBuffer()
     for value in (1.0, 2.5, 4.0):
         buffer.update(value)
-    return dict(log_scalars={'train/loss': buffer}, runtime_info={'iter': np.int64(7), 'lr': np.array([0.1, 0.2])},
-                resumed_keys={'train/loss': True})
+    return dict(
+        log_scalars={'train/loss': buffer},
+        runtime_info={'iter': np.int64(7), 'lr': np.array([0.1, 0.2])},
+        resumed_keys={'train/loss': True},
+    )
 
 
 def test_raw_mmengine_state_is_refused_by_the_safe_loader(tmp_path):
@@ -26,8 +30,11 @@ def test_raw_mmengine_state_is_refused_by_the_safe_loader(tmp_path):
 
 
 def test_plain_checkpoint_round_trips_through_weights_only_load(tmp_path):
-    checkpoint = {'meta': {'iter': np.int64(3), 'seed': 0}, 'message_hub': message_hub_state(),
-                  'state_dict': {'w': torch.ones(2)}}
+    checkpoint = {
+        'meta': {'iter': np.int64(3), 'seed': 0},
+        'message_hub': message_hub_state(),
+        'state_dict': {'w': torch.ones(2)},
+    }
     PlainCheckpointHook().before_save_checkpoint(None, checkpoint)
     path = tmp_path / 'plain.pth'
     torch.save(checkpoint, path)

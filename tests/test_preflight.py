@@ -1,4 +1,5 @@
 """Missing data sets and checkpoints give one clear line, before any heavy work."""
+
 import pytest
 from mmengine.config import Config
 
@@ -6,18 +7,30 @@ from mmswin.engine.preflight import PreflightError, check_checkpoints, check_dat
 
 
 def det_cfg(tmp_path, **extra):
-    return Config(dict(
-        default_scope='mmdet',
-        train_dataloader=dict(dataset=dict(data_root=str(tmp_path) + '/coco/', ann_file='annotations/train.json',
-                                           data_prefix=dict(img='train2017/'))),
-        model=dict(backbone=dict(type='mmswin.SwinBackbone',
-                                 init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'swin_t.pth')))),
-        **extra))
+    return Config(
+        dict(
+            default_scope='mmdet',
+            train_dataloader=dict(
+                dataset=dict(
+                    data_root=str(tmp_path) + '/coco/',
+                    ann_file='annotations/train.json',
+                    data_prefix=dict(img='train2017/'),
+                )
+            ),
+            model=dict(
+                backbone=dict(
+                    type='mmswin.SwinBackbone',
+                    init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'swin_t.pth')),
+                )
+            ),
+            **extra,
+        )
+    )
 
 
 def test_missing_annotation_file_names_path_and_demo(tmp_path):
     with pytest.raises(PreflightError) as error:
-        check_datasets(det_cfg(tmp_path), ('train_dataloader', ))
+        check_datasets(det_cfg(tmp_path), ('train_dataloader',))
     message = str(error.value)
     assert 'annotations/train.json' in message and 'make demo' in message and '\n' not in message
 
@@ -26,9 +39,9 @@ def test_missing_image_folder_is_reported(tmp_path):
     (tmp_path / 'coco' / 'annotations').mkdir(parents=True)
     (tmp_path / 'coco' / 'annotations' / 'train.json').write_text('{}')
     with pytest.raises(PreflightError, match='train2017'):
-        check_datasets(det_cfg(tmp_path), ('train_dataloader', ))
+        check_datasets(det_cfg(tmp_path), ('train_dataloader',))
     (tmp_path / 'coco' / 'train2017').mkdir()
-    check_datasets(det_cfg(tmp_path), ('train_dataloader', ))
+    check_datasets(det_cfg(tmp_path), ('train_dataloader',))
 
 
 def test_missing_pretrained_checkpoint_names_the_config_key(tmp_path):
@@ -36,6 +49,7 @@ def test_missing_pretrained_checkpoint_names_the_config_key(tmp_path):
         check_checkpoints(det_cfg(tmp_path))
     assert 'model.backbone.init_cfg.checkpoint' in str(error.value) and 'swin_t.pth' in str(error.value)
     import torch
+
     torch.save({'w': torch.zeros(1)}, tmp_path / 'swin_t.pth')
     check_checkpoints(det_cfg(tmp_path))
 
@@ -55,6 +69,7 @@ def test_remote_checkpoints_are_not_checked(tmp_path):
 
 def test_truncated_pretrained_checkpoint_is_reported_before_training(tmp_path):
     import torch
+
     good = tmp_path / 'swin_t.pth'
     torch.save({'w': torch.zeros(100)}, good)
     good.write_bytes(good.read_bytes()[:200])

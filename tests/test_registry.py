@@ -1,4 +1,5 @@
 """SwinBackbone resolves through MMEngine's registry from mmdet and mmseg scopes."""
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
@@ -10,6 +11,7 @@ from .helpers import MINI_ARCH
 
 def test_registry_is_a_child_of_mmengine_root():
     from mmengine.registry import MODELS as ROOT
+
     assert MODELS.scope == 'mmswin'
     assert ROOT.children['mmswin'] is MODELS
 
@@ -17,8 +19,10 @@ def test_registry_is_a_child_of_mmengine_root():
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_scoped_type_builds_from_downstream_scope(scope):
     import importlib
+
     registry = importlib.import_module(f'{scope}.registry').MODELS
     import mmswin.models  # noqa: F401  (what custom_imports does)
+
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(dict(type='mmswin.SwinBackbone', arch=MINI_ARCH, out_indices=(0, 1)))
     assert type(model).__name__ == 'SwinBackbone'

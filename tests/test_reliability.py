@@ -1,4 +1,5 @@
 """Reliability: kill-and-resume, atomic checkpoints, clear errors for bad configs, edge sizes."""
+
 import glob
 import json
 import os
@@ -19,10 +20,18 @@ from mmswin.engine.resume import newest_complete_checkpoint, resume_checkpoint
 from .tools_runner import ROOT, config, run_tool
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
-DETERMINISTIC = ['--cfg-options', 'train_cfg.max_iters=6', 'train_cfg.val_interval=100',
-                 'default_hooks.checkpoint.interval=2', 'default_hooks.checkpoint.max_keep_ckpts=-1',
-                 'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2', 'train_dataloader.num_workers=1',
-                 'randomness.seed=0', 'randomness.deterministic=True']
+DETERMINISTIC = [
+    '--cfg-options',
+    'train_cfg.max_iters=6',
+    'train_cfg.val_interval=100',
+    'default_hooks.checkpoint.interval=2',
+    'default_hooks.checkpoint.max_keep_ckpts=-1',
+    'default_hooks.logger.interval=1',
+    'train_dataloader.batch_size=2',
+    'train_dataloader.num_workers=1',
+    'randomness.seed=0',
+    'randomness.deterministic=True',
+]
 
 
 def losses(work_dir):
@@ -43,9 +52,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     env = dict(os.environ, OMP_NUM_THREADS='2', PYTHONPATH=ROOT)
-    crashed = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tools', 'train.py'), DEMO, '--work-dir', 'crashed',
-                                *DETERMINISTIC], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    crashed = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), DEMO, '--work-dir', 'crashed', *DETERMINISTIC],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not os.path.exists(tmp_path / 'crashed' / 'iter_2.pth') and time.monotonic() < deadline:
         assert crashed.poll() is None, 'training ended before it could be killed'
@@ -85,7 +99,7 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path):
     torch.save({'meta': {}}, tmp_path / 'iter_2.pth')
     torch.save({'meta': {}}, tmp_path / 'iter_4.pth')
     full = (tmp_path / 'iter_4.pth').read_bytes()
-    (tmp_path / 'iter_6.pth').write_bytes(full[:len(full) // 2])  # killed mid-write by an older tool
+    (tmp_path / 'iter_6.pth').write_bytes(full[: len(full) // 2])  # killed mid-write by an older tool
     assert newest_complete_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_4.pth')
     with pytest.raises(PreflightError, match='iter_6.pth'):
         resume_checkpoint(str(tmp_path / 'iter_6.pth'))
@@ -126,6 +140,7 @@ def test_valid_demo_configs_pass_the_checks():
 @pytest.mark.parametrize('size', [(1, 1), (3, 5), (2, 300), (300, 2)])
 def test_backbone_handles_tiny_and_thin_inputs(size):
     from mmswin.models import SwinBackbone
+
     model = SwinBackbone(arch=dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))).eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, *size))
@@ -135,8 +150,8 @@ def test_backbone_handles_tiny_and_thin_inputs(size):
 @pytest.mark.slow
 def test_backbone_handles_a_4000x6000_image():
     from mmswin.models import SwinBackbone
-    model = SwinBackbone(arch=dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2)),
-                         out_indices=(3, )).eval()
+
+    model = SwinBackbone(arch=dict(embed_dims=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2)), out_indices=(3,)).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 4000, 6000))[0]
     assert out.shape == (1, 64, 125, 188) and torch.isfinite(out).all()
@@ -149,6 +164,7 @@ def demo_detector():
     from mmengine.registry import DefaultScope
 
     from mmswin.engine.setup_runner import register_scope
+
     cfg = Config.fromfile(DEMO)
     register_scope(cfg)
     with DefaultScope.overwrite_default_scope('mmdet'):
@@ -160,6 +176,7 @@ def demo_detector():
 @pytest.mark.parametrize('size', [(1, 1), (3, 5), (4, 300), (300, 4), (1000, 1500)])
 def test_detector_inference_at_edge_sizes(demo_detector, size):
     from mmdet.structures import DetDataSample
+
     height, width = size
     sample = DetDataSample(metainfo=dict(img_shape=size, ori_shape=size, scale_factor=(1.0, 1.0), img_id=0))
     data = dict(inputs=[torch.randint(0, 255, (3, height, width), dtype=torch.uint8)], data_samples=[sample])
@@ -173,9 +190,20 @@ def test_detector_inference_at_edge_sizes(demo_detector, size):
 def test_nan_loss_stops_the_run_naming_the_iteration(tmp_path):
     generate_coco_shapes(str(tmp_path / 'data' / 'coco_shapes'), num_train=4, num_val=2, size_range=(64, 80), seed=3)
     # An absurd learning rate without clipping blows the loss up within a few iterations.
-    result = run_tool('train.py', DEMO, '--work-dir', 'w', '--cfg-options', 'optim_wrapper.optimizer.lr=1e30',
-                      'optim_wrapper.clip_grad=None', 'train_cfg.max_iters=6', 'default_hooks.checkpoint.interval=1',
-                      'train_dataloader.num_workers=0', 'train_dataloader.batch_size=2', cwd=str(tmp_path))
+    result = run_tool(
+        'train.py',
+        DEMO,
+        '--work-dir',
+        'w',
+        '--cfg-options',
+        'optim_wrapper.optimizer.lr=1e30',
+        'optim_wrapper.clip_grad=None',
+        'train_cfg.max_iters=6',
+        'default_hooks.checkpoint.interval=1',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.batch_size=2',
+        cwd=str(tmp_path),
+    )
     assert result.returncode == 1
     assert 'error: the loss is' in result.stderr and 'at iteration' in result.stderr
     assert 'Traceback' not in result.stderr
@@ -183,9 +211,10 @@ def test_nan_loss_stops_the_run_naming_the_iteration(tmp_path):
 
 def test_skip_wrapper_drops_non_finite_updates():
     from mmswin.engine.finite_loss import SkipNonFiniteOptimWrapper
+
     weight = torch.nn.Parameter(torch.ones(2))
     wrapper = SkipNonFiniteOptimWrapper(torch.optim.SGD([weight], lr=0.1))
     wrapper.update_params((weight * float('nan')).sum())
     assert torch.equal(weight.detach(), torch.ones(2))
     wrapper.update_params(weight.sum())
-    assert torch.allclose(weight.detach(), torch.full((2, ), 0.9))
+    assert torch.allclose(weight.detach(), torch.full((2,), 0.9))

@@ -1,4 +1,5 @@
 """tools/train.py and tools/test.py on the detection demo config, end to end in subprocesses."""
+
 import glob
 import json
 import os
@@ -11,10 +12,19 @@ from .tools_runner import config, run_tool
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 # A few iterations on a tiny set: enough to exercise train -> checkpoint -> test -> resume.
-QUICK = ['--cfg-options', 'train_cfg.max_iters=4', 'train_cfg.val_interval=4', 'default_hooks.checkpoint.interval=2',
-         'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
-         'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-         'val_dataloader.num_workers=0', 'randomness.seed=0']
+QUICK = [
+    '--cfg-options',
+    'train_cfg.max_iters=4',
+    'train_cfg.val_interval=4',
+    'default_hooks.checkpoint.interval=2',
+    'default_hooks.logger.interval=1',
+    'train_dataloader.batch_size=2',
+    'val_dataloader.batch_size=2',
+    'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0',
+    'randomness.seed=0',
+]
 
 
 @pytest.fixture(scope='module')
@@ -40,8 +50,16 @@ def test_train_writes_checkpoints_and_a_log(trained):
 
 def test_test_tool_prints_coco_metrics(trained):
     folder, _ = trained
-    result = run_tool('test.py', DEMO, 'work/iter_4.pth', '--work-dir', 'work_test', '--cfg-options',
-                      'test_dataloader.num_workers=0', cwd=str(folder))
+    result = run_tool(
+        'test.py',
+        DEMO,
+        'work/iter_4.pth',
+        '--work-dir',
+        'work_test',
+        '--cfg-options',
+        'test_dataloader.num_workers=0',
+        cwd=str(folder),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'coco/bbox_mAP=' in result.stdout and 'coco/segm_mAP=' in result.stdout
 
@@ -64,8 +82,14 @@ def test_missing_dataset_is_one_clear_line(tmp_path):
 
 def test_missing_pretrained_checkpoint_is_one_clear_line(trained):
     folder, _ = trained
-    result = run_tool('train.py', DEMO, '--cfg-options', 'model.backbone.init_cfg.type=Pretrained',
-                      'model.backbone.init_cfg.checkpoint=weights/swin_t.pth', cwd=str(folder))
+    result = run_tool(
+        'train.py',
+        DEMO,
+        '--cfg-options',
+        'model.backbone.init_cfg.type=Pretrained',
+        'model.backbone.init_cfg.checkpoint=weights/swin_t.pth',
+        cwd=str(folder),
+    )
     assert result.returncode == 2
     assert 'weights/swin_t.pth' in result.stderr and 'model.backbone.init_cfg.checkpoint' in result.stderr
     assert 'Traceback' not in result.stderr

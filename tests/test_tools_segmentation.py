@@ -1,4 +1,5 @@
 """tools/train.py and tools/test.py on the segmentation demo config (SyncBN on one CPU process)."""
+
 import os
 
 import pytest
@@ -8,10 +9,19 @@ from mmswin.datasets import generate_ade_shapes
 from .tools_runner import config, run_tool
 
 DEMO = config('demo/upernet_swin_t_shapes.py')
-QUICK = ['--cfg-options', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3',
-         'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-         'val_dataloader.persistent_workers=False', 'randomness.seed=0']
+QUICK = [
+    '--cfg-options',
+    'train_cfg.max_iters=3',
+    'train_cfg.val_interval=3',
+    'default_hooks.checkpoint.interval=3',
+    'default_hooks.logger.interval=1',
+    'train_dataloader.batch_size=2',
+    'train_dataloader.num_workers=0',
+    'train_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0',
+    'val_dataloader.persistent_workers=False',
+    'randomness.seed=0',
+]
 
 
 @pytest.fixture(scope='module')
@@ -33,8 +43,17 @@ def test_syncbn_config_trains_on_one_cpu_process(trained):
 
 def test_test_tool_prints_miou(trained):
     folder, _ = trained
-    result = run_tool('test.py', DEMO, 'work', '--work-dir', 'work_test', '--cfg-options',
-                      'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False', cwd=str(folder))
+    result = run_tool(
+        'test.py',
+        DEMO,
+        'work',
+        '--work-dir',
+        'work_test',
+        '--cfg-options',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+        cwd=str(folder),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'mIoU=' in result.stdout
 

@@ -1,5 +1,6 @@
 """Print SwinBackbone's multi-scale output shapes for a few input sizes that are not
 multiples of 32 or of the window: a quick check that the install works."""
+
 import argparse
 import time
 

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on the config's test set (COCO bbox/segm AP, or mIoU).
 
-    python tools/test.py configs/mask_rcnn_swin_t.py work_dirs/mask_rcnn_swin_t/epoch_12.pth
+python tools/test.py configs/mask_rcnn_swin_t.py work_dirs/mask_rcnn_swin_t/epoch_12.pth
 """
+
 import argparse
 import os
 import sys
@@ -13,6 +14,7 @@ from mmswin.engine.preflight import PreflightError  # noqa: E402
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser(description='Test a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file (.pth), or a work dir to use its newest checkpoint')
@@ -31,8 +33,9 @@ def newest_checkpoint(work_dir: str) -> str:
     """The checkpoint a work dir's ``last_checkpoint`` file points to."""
     pointer = os.path.join(work_dir, 'last_checkpoint')
     if not os.path.isfile(pointer):
-        raise PreflightError(f"no checkpoint in '{work_dir}' (it has no last_checkpoint file); train first or pass "
-                             'a .pth file')
+        raise PreflightError(
+            f"no checkpoint in '{work_dir}' (it has no last_checkpoint file); train first or pass a .pth file"
+        )
     with open(pointer) as f:
         return f.read().strip()
 
@@ -58,17 +61,20 @@ def main(argv=None) -> int:
         setup_runner.enable_show_dir(cfg, args.show_dir)
 
     from mmswin.datasets import ensure_demo_data
+
     ensure_demo_data(cfg)
-    check_datasets(cfg, ('test_dataloader', ))
+    check_datasets(cfg, ('test_dataloader',))
     setup_runner.adapt_to_hardware(cfg, args.launcher)
 
     runner = setup_runner.build_runner(cfg)
     if args.out:
         from mmengine.evaluator import DumpResults
+
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
-    summary = ' '.join(f'{key}={value:.4f}' if isinstance(value, float) else f'{key}={value}'
-                       for key, value in sorted(metrics.items()))
+    summary = ' '.join(
+        f'{key}={value:.4f}' if isinstance(value, float) else f'{key}={value}' for key, value in sorted(metrics.items())
+    )
     print(f'test metrics: {summary}')
     return 0
 

@@ -7,6 +7,7 @@ The config's default_scope (mmdet or mmseg) decides which library runs it. Flags
 MMDetection's: --work-dir, --resume [CKPT], --amp, --auto-scale-lr, --cfg-options,
 --launcher none|pytorch|slurm.
 """
+
 import argparse
 import os
 import sys
@@ -19,14 +20,23 @@ from mmswin.engine.preflight import PreflightError  # noqa: E402
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser(description='Train a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file, e.g. configs/mask_rcnn_swin_t.py')
     parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
     parser.add_argument('--amp', action='store_true', help='mixed precision (fp16 on CUDA, bf16 on CPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from CKPT, or without a value from the newest checkpoint in the work dir')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size',
+    )
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or without a value from the newest checkpoint in the work dir',
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value ...')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -55,13 +65,16 @@ def main(argv=None) -> int:
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         from mmswin.engine.resume import newest_complete_checkpoint
+
         # None: nothing saved yet, so training starts from scratch (as MMEngine does).
         cfg.resume, cfg.load_from = True, newest_complete_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         from mmswin.engine.resume import resume_checkpoint
+
         cfg.resume, cfg.load_from = True, resume_checkpoint(args.resume)
 
     from mmswin.datasets import ensure_demo_data
+
     ensure_demo_data(cfg)
     check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
     check_checkpoints(cfg)
@@ -69,8 +82,10 @@ def main(argv=None) -> int:
 
     runner = setup_runner.build_runner(cfg)
     per_process = cfg.train_dataloader.batch_size
-    runner.logger.info(f'total batch size: {per_process * runner.world_size} '
-                       f'({per_process} per process x {runner.world_size} processes)')
+    runner.logger.info(
+        f'total batch size: {per_process * runner.world_size} '
+        f'({per_process} per process x {runner.world_size} processes)'
+    )
     runner.train()
     return 0
 

@@ -8,7 +8,8 @@ classes = ('rectangle', 'ellipse', 'triangle', 'star')
 metainfo = dict(classes=classes, palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75), (255, 200, 0)])
 # Generated on first use (see mmswin/datasets/coco_shapes.py); seed fixes its content.
 demo_data = dict(
-    kind='coco_shapes', root=data_root, num_train=300, num_val=60, max_shapes=4, radius_range=(0.18, 0.35), seed=0)
+    kind='coco_shapes', root=data_root, num_train=300, num_val=60, max_shapes=4, radius_range=(0.18, 0.35), seed=0
+)
 
 channels = 64
 # Trained from scratch: normalised FPN and heads learn much faster (He et al., "Rethinking ImageNet Pre-training").
@@ -22,7 +23,8 @@ model = dict(
         window_size=4,
         mask_padding=True,
         drop_path_rate=0.0,
-        out_indices=(0, 1, 2, 3)),
+        out_indices=(0, 1, 2, 3),
+    ),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels, norm_cfg=head_norm),
     rpn_head=dict(in_channels=channels, feat_channels=channels),
     roi_head=dict(
@@ -30,11 +32,12 @@ model = dict(
         bbox_head=dict(in_channels=channels, fc_out_channels=256, num_classes=len(classes)),
         mask_roi_extractor=dict(out_channels=channels),
         mask_head=dict(
-            num_convs=2, in_channels=channels, conv_out_channels=32, num_classes=len(classes), norm_cfg=head_norm)),
-    train_cfg=dict(
-        rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=64))),
-    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=20)))
+            num_convs=2, in_channels=channels, conv_out_channels=32, num_classes=len(classes), norm_cfg=head_norm
+        ),
+    ),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=500, max_per_img=200), rcnn=dict(sampler=dict(num=64))),
+    test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200), rcnn=dict(max_per_img=20)),
+)
 
 image_scale = (128, 128)
 train_pipeline = [
@@ -55,10 +58,15 @@ train_dataloader = dict(
     num_workers=1,
     persistent_workers=True,
     dataset=dict(
-        data_root=data_root, metainfo=metainfo, pipeline=train_pipeline, filter_cfg=dict(filter_empty_gt=True,
-                                                                                       min_size=8)))
+        data_root=data_root,
+        metainfo=metainfo,
+        pipeline=train_pipeline,
+        filter_cfg=dict(filter_empty_gt=True, min_size=8),
+    ),
+)
 val_dataloader = dict(
-    batch_size=4, num_workers=1, dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline))
+    batch_size=4, num_workers=1, dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=test_pipeline)
+)
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
@@ -74,5 +82,6 @@ auto_scale_lr = dict(base_batch_size=4)
 default_hooks = dict(
     logger=dict(interval=25, log_metric_by_epoch=False),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=2),
-    visualization=dict(draw=False))
+    visualization=dict(draw=False),
+)
 log_processor = dict(by_epoch=False, window_size=25)

@@ -20,9 +20,11 @@ model = dict(
         window_size=4,
         mask_padding=True,
         drop_path_rate=0.0,
-        out_indices=(0, 1, 2, 3)),
+        out_indices=(0, 1, 2, 3),
+    ),
     decode_head=dict(in_channels=[32, 64, 128, 256], channels=channels, num_classes=len(classes)),
-    auxiliary_head=dict(in_channels=128, channels=32, num_classes=len(classes)))
+    auxiliary_head=dict(in_channels=128, channels=32, num_classes=len(classes)),
+)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -38,18 +40,34 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=False),
     dict(type='PackSegInputs'),
 ]
-dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
-               seg_map_suffix='.png', reduce_zero_label=False)
+dataset = dict(
+    type='BaseSegDataset',
+    data_root=data_root,
+    metainfo=metainfo,
+    img_suffix='.jpg',
+    seg_map_suffix='.png',
+    reduce_zero_label=False,
+)
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,
-    dataset=dict(_delete_=True, **dataset, pipeline=train_pipeline,
-                 data_prefix=dict(img_path='images/training', seg_map_path='annotations/training')))
+    dataset=dict(
+        _delete_=True,
+        **dataset,
+        pipeline=train_pipeline,
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+    ),
+)
 val_dataloader = dict(
     batch_size=1,
     num_workers=1,
-    dataset=dict(_delete_=True, **dataset, pipeline=test_pipeline,
-                 data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation')))
+    dataset=dict(
+        _delete_=True,
+        **dataset,
+        pipeline=test_pipeline,
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+    ),
+)
 test_dataloader = val_dataloader
 
 max_iters = 400
@@ -61,6 +79,5 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(base_batch_size=8)
 default_hooks = dict(
-    logger=dict(interval=25),
-    checkpoint=dict(interval=max_iters, max_keep_ckpts=2),
-    visualization=dict(draw=False))
+    logger=dict(interval=25), checkpoint=dict(interval=max_iters, max_keep_ckpts=2), visualization=dict(draw=False)
+)

@@ -1,4 +1,5 @@
 """Deterministic synthetic data sets for the demos and the tests."""
+
 from .ade_shapes import SEG_CLASSES, generate_ade_shapes
 from .coco_shapes import generate_coco_shapes
 from .demo import ensure_demo_data

@@ -5,6 +5,7 @@ Layout (as ``data/ade/ADEChallengeData2016``)::
     ROOT/images/{training,validation}/*.jpg
     ROOT/annotations/{training,validation}/*.png   (0 = background, 1.. = SHAPE_CLASSES)
 """
+
 from __future__ import annotations
 
 import os
@@ -15,12 +16,19 @@ import numpy as np
 from .atomic import atomic_directory
 from .shapes import SHAPE_CLASSES, draw_shapes
 
-SEG_CLASSES = ('background', ) + SHAPE_CLASSES
+SEG_CLASSES = ('background',) + SHAPE_CLASSES
 SPLITS = ('training', 'validation')
 
 
-def generate_ade_shapes(root: str, num_train: int = 300, num_val: int = 60, size_range: tuple[int, int] = (100, 150),
-                        max_shapes: int = 4, radius_range: tuple[float, float] = (0.12, 0.3), seed: int = 0) -> str:
+def generate_ade_shapes(
+    root: str,
+    num_train: int = 300,
+    num_val: int = 60,
+    size_range: tuple[int, int] = (100, 150),
+    max_shapes: int = 4,
+    radius_range: tuple[float, float] = (0.12, 0.3),
+    seed: int = 0,
+) -> str:
     """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
     if num_train < 1 or num_val < 1:
         raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
@@ -36,8 +44,9 @@ def generate_ade_shapes(root: str, num_train: int = 300, num_val: int = 60, size
             for index in range(count):
                 height = int(rng.integers(size_range[0], size_range[1] + 1))
                 width = int(rng.integers(size_range[0], size_range[1] + 1))
-                image, shapes = draw_shapes(rng, height, width, max_shapes, min_visible_fraction=0.0,
-                                            radius_range=radius_range)
+                image, shapes = draw_shapes(
+                    rng, height, width, max_shapes, min_visible_fraction=0.0, radius_range=radius_range
+                )
                 labels = np.zeros((height, width), dtype=np.uint8)
                 for shape in shapes:
                     labels[shape.visible_mask] = shape.label + 1

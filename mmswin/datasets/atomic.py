@@ -1,4 +1,5 @@
 """Write a folder all at once: build it beside its final place, then rename."""
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ Layout (the OpenMMLab COCO layout)::
     ROOT/annotations/instances_{train,val}2017.json
     ROOT/{train,val}2017/*.png
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,14 @@ from .shapes import SHAPE_CLASSES, draw_shapes, mask_to_polygons
 SPLITS = ('train', 'val')
 
 
-def coco_split(rng: np.random.Generator, image_dir: str, num_images: int, size_range: tuple[int, int],
-               max_shapes: int, radius_range: tuple[float, float]) -> dict:
+def coco_split(
+    rng: np.random.Generator,
+    image_dir: str,
+    num_images: int,
+    size_range: tuple[int, int],
+    max_shapes: int,
+    radius_range: tuple[float, float],
+) -> dict:
     """Draw ``num_images`` images into ``image_dir`` and return their COCO annotation dict."""
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
@@ -38,15 +45,29 @@ def coco_split(rng: np.random.Generator, image_dir: str, num_images: int, size_r
             ys, xs = np.nonzero(shape.visible_mask)
             x0, y0 = float(xs.min()), float(ys.min())
             annotations.append(
-                dict(id=len(annotations) + 1, image_id=image_id, category_id=shape.label + 1,
-                     segmentation=polygons, area=float(shape.visible_mask.sum()),
-                     bbox=[x0, y0, float(xs.max()) + 1 - x0, float(ys.max()) + 1 - y0], iscrowd=0))
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=shape.label + 1,
+                    segmentation=polygons,
+                    area=float(shape.visible_mask.sum()),
+                    bbox=[x0, y0, float(xs.max()) + 1 - x0, float(ys.max()) + 1 - y0],
+                    iscrowd=0,
+                )
+            )
     categories = [dict(id=i + 1, name=name, supercategory='shape') for i, name in enumerate(SHAPE_CLASSES)]
     return dict(images=images, annotations=annotations, categories=categories)
 
 
-def generate_coco_shapes(root: str, num_train: int = 300, num_val: int = 60, size_range: tuple[int, int] = (100, 150),
-                         max_shapes: int = 4, radius_range: tuple[float, float] = (0.12, 0.3), seed: int = 0) -> str:
+def generate_coco_shapes(
+    root: str,
+    num_train: int = 300,
+    num_val: int = 60,
+    size_range: tuple[int, int] = (100, 150),
+    max_shapes: int = 4,
+    radius_range: tuple[float, float] = (0.12, 0.3),
+    seed: int = 0,
+) -> str:
     """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
     if num_train < 1 or num_val < 1:
         raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')

@@ -1,4 +1,5 @@
 """Generate a config's demo data set on first use (``demo_data = dict(kind=..., root=...)``)."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ No data set can be downloaded on a fresh machine, so the demos learn from images
 drawn here. Everything is driven by one ``numpy`` generator, so a seed gives the
 same images on every machine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,9 +70,14 @@ def textured_background(rng: np.random.Generator, height: int, width: int) -> np
     return np.clip(background, 0, 255).astype(np.uint8)
 
 
-def draw_shapes(rng: np.random.Generator, height: int, width: int, max_shapes: int,
-                min_visible_fraction: float = 0.4,
-                radius_range: tuple[float, float] = (0.12, 0.3)) -> tuple[np.ndarray, list[DrawnShape]]:
+def draw_shapes(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    max_shapes: int,
+    min_visible_fraction: float = 0.4,
+    radius_range: tuple[float, float] = (0.12, 0.3),
+) -> tuple[np.ndarray, list[DrawnShape]]:
     """Draw 1..max_shapes shapes, later ones over earlier ones.
 
     Returns the image (``[H, W, 3]`` uint8, BGR as OpenCV writes it) and the shapes whose

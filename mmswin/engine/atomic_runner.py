@@ -1,4 +1,5 @@
 """A Runner whose checkpoints appear whole or not at all."""
+
 from __future__ import annotations
 
 import os

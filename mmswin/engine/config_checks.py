@@ -1,4 +1,5 @@
 """Config mistakes caught before building anything, each with the field and the fix."""
+
 from __future__ import annotations
 
 import difflib
@@ -13,6 +14,7 @@ SWIN_TYPES = ('mmswin.SwinBackbone', 'SwinBackbone')
 
 def _stage_widths(backbone: dict) -> list[int] | None:
     from mmswin.models.backbones.swin import _normalise_out_indices, _resolve_arch
+
     try:
         embed_dims, depths, _ = _resolve_arch(backbone.get('arch', 'tiny'))
         out_indices = _normalise_out_indices(backbone.get('out_indices', (0, 1, 2, 3)), len(depths))
@@ -24,6 +26,7 @@ def _stage_widths(backbone: dict) -> list[int] | None:
 def check_backbone_arguments(backbone: dict) -> None:
     """Unknown SwinBackbone arguments, with the closest known name."""
     from mmswin.models import SwinBackbone
+
     known = set(inspect.signature(SwinBackbone.__init__).parameters) - {'self'}
     for name in backbone:
         if name in ('type', '_scope_') or name in known:
@@ -38,9 +41,11 @@ def check_model_config(cfg: Config) -> None:
     if not isinstance(backbone, dict) or backbone.get('type') not in SWIN_TYPES:
         return
     if backbone['type'] == 'SwinBackbone':
-        raise PreflightError("model.backbone.type='SwinBackbone' is not registered in the "
-                             f"{cfg.default_scope} scope; write type='mmswin.SwinBackbone' and add "
-                             "custom_imports = dict(imports=['mmswin.models'], allow_failed_imports=False)")
+        raise PreflightError(
+            "model.backbone.type='SwinBackbone' is not registered in the "
+            f"{cfg.default_scope} scope; write type='mmswin.SwinBackbone' and add "
+            "custom_imports = dict(imports=['mmswin.models'], allow_failed_imports=False)"
+        )
     check_backbone_arguments(backbone)
     widths = _stage_widths(backbone)
     model = cfg.model
@@ -50,6 +55,8 @@ def check_model_config(cfg: Config) -> None:
     elif isinstance(model.get('decode_head'), dict) and isinstance(model.decode_head.get('in_channels'), (list, tuple)):
         consumer = ('model.decode_head.in_channels', list(model.decode_head.in_channels))
     if consumer and consumer[1] != widths:
-        raise PreflightError(f'{consumer[0]}={consumer[1]} does not match the backbone outputs: '
-                             f"model.backbone.out_indices={tuple(backbone.get('out_indices', (0, 1, 2, 3)))} gives "
-                             f'channels {widths}; set {consumer[0]}={widths} or change out_indices')
+        raise PreflightError(
+            f'{consumer[0]}={consumer[1]} does not match the backbone outputs: '
+            f'model.backbone.out_indices={tuple(backbone.get("out_indices", (0, 1, 2, 3)))} gives '
+            f'channels {widths}; set {consumer[0]}={widths} or change out_indices'
+        )

@@ -1,4 +1,5 @@
 """Mixed precision on CPU: MMEngine's AmpOptimWrapper only accepts accelerators."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Stop on a NaN or infinite loss, or skip such iterations when the config asks to."""
+
 from __future__ import annotations
 
 import math
@@ -45,4 +46,5 @@ class FiniteLossHook(Hook):
         raise NonFiniteLossError(
             f'the loss is {value} at iteration {runner.iter + 1}; training stopped before saving these weights. '
             'Lower the learning rate or add optim_wrapper.clip_grad, resume from the last checkpoint, or skip such '
-            "iterations with optim_wrapper.type='mmswin.SkipNonFiniteOptimWrapper'")
+            "iterations with optim_wrapper.type='mmswin.SkipNonFiniteOptimWrapper'"
+        )

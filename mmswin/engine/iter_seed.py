@@ -1,4 +1,5 @@
 """Per-iteration seeding, so a resumed run repeats the uninterrupted run's randomness."""
+
 from __future__ import annotations
 
 import random

@@ -8,6 +8,7 @@ hook stores those objects as plain tensors and dicts when saving, and rebuilds t
 after loading. The result: ``--resume`` works under the safe loader, and a checkpoint
 that carries any other callable is refused by torch, as it should be.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,9 +28,12 @@ def to_plain(value: Any) -> Any:
     """Replace HistoryBuffers, numpy arrays and numpy scalars by weights-only-safe data."""
     if isinstance(value, HistoryBuffer):
         log_history, count_history = value.data
-        return {HISTORY_TAG: True, 'log_history': torch.from_numpy(np.asarray(log_history, dtype=np.float64)),
-                'count_history': torch.from_numpy(np.asarray(count_history, dtype=np.float64)),
-                'max_length': int(value.max_length)}
+        return {
+            HISTORY_TAG: True,
+            'log_history': torch.from_numpy(np.asarray(log_history, dtype=np.float64)),
+            'count_history': torch.from_numpy(np.asarray(count_history, dtype=np.float64)),
+            'max_length': int(value.max_length),
+        }
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             return [to_plain(v) for v in value.tolist()]
@@ -49,8 +53,9 @@ def from_plain(value: Any) -> Any:
     """Inverse of :func:`to_plain`."""
     if isinstance(value, dict):
         if value.get(HISTORY_TAG) is True:
-            return HistoryBuffer(value['log_history'].numpy().tolist(), value['count_history'].numpy().tolist(),
-                                 value['max_length'])
+            return HistoryBuffer(
+                value['log_history'].numpy().tolist(), value['count_history'].numpy().tolist(), value['max_length']
+            )
         if set(value) == {NDARRAY_TAG}:
             return value[NDARRAY_TAG].numpy()
         return type(value)((key, from_plain(item)) for key, item in value.items())

@@ -3,6 +3,7 @@
 A missing COCO folder or weight file should cost the user one line that names the
 path and the fix, not a stack trace from deep inside a data loader.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,11 +14,15 @@ from mmengine.config import Config
 REMOTE_PREFIXES = ('http://', 'https://', 'torchvision://', 'open-mmlab://', 'mmcls://', 'modelzoo://', 's3://')
 
 DATA_HINTS = {
-    'mmdet': ('put COCO 2017 under data/coco (annotations/, train2017/, val2017/) or point {key}.dataset.data_root '
-              'elsewhere with --cfg-options; to see the pipeline work first, run `make demo`'),
-    'mmseg': ('put ADE20K under data/ade/ADEChallengeData2016 (images/, annotations/) or point '
-              '{key}.dataset.data_root elsewhere with --cfg-options; to see the pipeline work first, run '
-              '`make demo-seg`'),
+    'mmdet': (
+        'put COCO 2017 under data/coco (annotations/, train2017/, val2017/) or point {key}.dataset.data_root '
+        'elsewhere with --cfg-options; to see the pipeline work first, run `make demo`'
+    ),
+    'mmseg': (
+        'put ADE20K under data/ade/ADEChallengeData2016 (images/, annotations/) or point '
+        '{key}.dataset.data_root elsewhere with --cfg-options; to see the pipeline work first, run '
+        '`make demo-seg`'
+    ),
 }
 
 
@@ -56,15 +61,16 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
             for what, relative in expected:
                 path = os.path.join(root, relative)
                 if not os.path.exists(path):
-                    raise PreflightError(f"data set not found: {key} expects the {what} '{path}'; "
-                                         + hint.format(key=key))
+                    raise PreflightError(
+                        f"data set not found: {key} expects the {what} '{path}'; " + hint.format(key=key)
+                    )
 
 
 def _pretrained_checkpoints(node, path: str = 'model') -> Iterator[tuple[str, str]]:
     """(config path, checkpoint) for every ``init_cfg=dict(type='Pretrained', ...)`` in the model."""
     if isinstance(node, dict):
         init_cfg = node.get('init_cfg')
-        for init in (init_cfg if isinstance(init_cfg, list) else [init_cfg]):
+        for init in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
             if isinstance(init, dict) and init.get('type') == 'Pretrained' and init.get('checkpoint'):
                 yield f'{path}.init_cfg.checkpoint', init['checkpoint']
         for key, value in node.items():
@@ -76,6 +82,7 @@ def check_checkpoint_file(path: str, what: str, fix: str) -> None:
     """A local checkpoint must exist and be a complete PyTorch file (checked without loading it)."""
     from mmswin.checkpoint.errors import CheckpointFormatError
     from mmswin.checkpoint.io import verify_checkpoint_file
+
     if not isinstance(path, str) or path.startswith(REMOTE_PREFIXES):
         return
     if not os.path.isfile(path):
@@ -89,10 +96,13 @@ def check_checkpoint_file(path: str, what: str, fix: str) -> None:
 def check_checkpoints(cfg: Config) -> None:
     """Raise :class:`PreflightError` if ``load_from`` or a pretrained backbone file is missing."""
     if cfg.get('load_from') and not cfg.get('resume'):
-        check_checkpoint_file(cfg.load_from, 'checkpoint (load_from)',
-                              'fix the path or drop it with --cfg-options load_from=None')
+        check_checkpoint_file(
+            cfg.load_from, 'checkpoint (load_from)', 'fix the path or drop it with --cfg-options load_from=None'
+        )
     for config_path, checkpoint in _pretrained_checkpoints(cfg.get('model', {})):
         check_checkpoint_file(
-            checkpoint, f'pretrained checkpoint ({config_path})',
+            checkpoint,
+            f'pretrained checkpoint ({config_path})',
             f'download the weights there, pass --cfg-options {config_path}=PATH, or train from scratch with '
-            f"--cfg-options {config_path.rsplit('.', 1)[0]}=None; to try the pipeline first, run `make demo`")
+            f'--cfg-options {config_path.rsplit(".", 1)[0]}=None; to try the pipeline first, run `make demo`',
+        )

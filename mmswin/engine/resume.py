@@ -1,4 +1,5 @@
 """Find the checkpoint ``--resume`` continues from."""
+
 from __future__ import annotations
 
 import glob
@@ -33,11 +34,15 @@ def newest_complete_checkpoint(work_dir: str) -> str | None:
 def resume_checkpoint(path: str) -> str:
     """Check an explicit ``--resume CKPT`` before any work; the error names the file."""
     if not os.path.isfile(path):
-        raise PreflightError(f"checkpoint to resume from not found: '{path}'; pass an existing .pth, or --resume "
-                             'alone to pick the newest complete checkpoint in the work dir')
+        raise PreflightError(
+            f"checkpoint to resume from not found: '{path}'; pass an existing .pth, or --resume "
+            'alone to pick the newest complete checkpoint in the work dir'
+        )
     try:
         verify_checkpoint_file(path)
     except CheckpointFormatError as error:
-        raise PreflightError(f'cannot resume from {error}; pass another checkpoint, or --resume alone to pick the '
-                             'newest complete one in the work dir') from None
+        raise PreflightError(
+            f'cannot resume from {error}; pass another checkpoint, or --resume alone to pick the '
+            'newest complete one in the work dir'
+        ) from None
     return path

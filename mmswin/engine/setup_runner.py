@@ -3,6 +3,7 @@
 One set of tools serves detection and segmentation: the config's ``default_scope``
 (``mmdet`` or ``mmseg``) decides which library's modules are registered.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,15 +21,19 @@ SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     if not os.path.isfile(path):
-        raise PreflightError(f"config file not found: '{path}'; configs live under configs/, e.g. "
-                             'configs/demo/mask_rcnn_swin_t_shapes.py')
+        raise PreflightError(
+            f"config file not found: '{path}'; configs live under configs/, e.g. "
+            'configs/demo/mask_rcnn_swin_t_shapes.py'
+        )
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
     if scope not in SUPPORTED_SCOPES:
-        raise PreflightError(f"config '{path}' has default_scope={scope!r}; mmswin's tools run MMDetection "
-                             f"('mmdet') and MMSegmentation ('mmseg') configs")
+        raise PreflightError(
+            f"config '{path}' has default_scope={scope!r}; mmswin's tools run MMDetection "
+            f"('mmdet') and MMSegmentation ('mmseg') configs"
+        )
     return cfg
 
 
@@ -36,6 +41,7 @@ def register_scope(cfg: Config) -> None:
     """Register mmswin and the config's downstream library in MMEngine's registries."""
     import mmswin.engine  # noqa: F401
     import mmswin.models  # noqa: F401
+
     library = importlib.import_module(f'{cfg.default_scope}.utils')
     library.register_all_modules(init_default_scope=False)
 
@@ -84,6 +90,7 @@ def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
     import datetime
 
     import torch.distributed as dist
+
     if dist.is_initialized():
         return
     if launcher != 'pytorch':
@@ -140,8 +147,10 @@ def build_runner(cfg: Config):
     _drop_persistent_workers_without_workers(cfg)
     from .atomic_runner import AtomicCheckpointRunner
     from .plain_checkpoint import PlainCheckpointHook
+
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
+
         runner = RUNNERS.build(cfg)
     else:
         runner = AtomicCheckpointRunner.from_cfg(cfg)
