@@ -41,9 +41,12 @@ def reference_shift_mask(Hp, Wp, ws, shift):
 @pytest.mark.parametrize('size', [(14, 14), (21, 35), (7, 7), (28, 14)])
 def test_shift_mask_matches_region_definition(size):
     layout = get_window_layout(*size, window_size=7, shift_size=3)
-    expected = reference_shift_mask(*size, 7, 3)
+    expected = reference_shift_mask(*size, 7, 3)[layout.shifted_window_order]
     assert torch.equal(layout.shifted_mask == MASK_VALUE, expected)
     assert layout.regular_mask is None  # no padding, no padding mask
+    # Mask-free windows come first in the shifted order.
+    masked = expected.flatten(1).any(1)
+    assert not masked[:layout.shifted_mask_free].any() and masked[layout.shifted_mask_free:].all()
 
 
 def test_shift_gather_equals_roll_then_partition():
@@ -53,6 +56,7 @@ def test_shift_gather_equals_roll_then_partition():
     regular = layout.to_windows(grid)
     padded = torch.nn.functional.pad(grid, (0, 0, 0, layout.padded_width - W, 0, layout.padded_height - H))
     expected = window_partition(torch.roll(padded, (-s, -s), dims=(1, 2)), ws)
+    expected = expected.view(1, -1, ws * ws, 4)[:, layout.shifted_window_order].view(1, -1, 4)
     assert torch.equal(regular.index_select(1, layout.to_shifted), expected)
     assert torch.equal(regular.index_select(1, layout.to_shifted).index_select(1, layout.from_shifted), regular)
     assert torch.equal(layout.to_grid(regular), grid)

@@ -14,6 +14,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmswin.checkpoint import register_checkpoint_hooks
+from mmswin.models.layers import chunked_block
+from mmswin.models.layers.chunked_block import BlockParams, BlockSpec, SwinBlockFunction, block_forward_in_place
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.window_attention import WindowLayout, WindowMSA, get_window_layout
 from mmswin.registry import MODELS
@@ -81,6 +83,18 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
 
     def forward(self, x: Tensor, layout: WindowLayout) -> Tensor:
+        """``[B, L, C]`` tokens in regular window order -> same shape.
+
+        With autograd on a CPU this is :meth:`forward_chunked` where it applies, else
+        :meth:`forward_reference`. (Inference goes through :meth:`forward_in_place`,
+        called by the stage, which owns the tokens.)
+        """
+        if torch.is_grad_enabled() and self.can_run_chunked(x):
+            return self.forward_chunked(x, layout)
+        return self.forward_reference(x, layout)
+
+    def forward_reference(self, x: Tensor, layout: WindowLayout) -> Tensor:
+        """The block op by op, the formulation the chunked paths are tested against."""
         B, L, C = x.shape
         shifted = self.shifted and layout.shift_size > 0
         tokens = layout.zero_padding(self.norm1(x))
@@ -93,6 +107,46 @@ class SwinBlock(nn.Module):
             tokens = tokens.index_select(1, layout.from_shifted)
         x = x + self.drop_path(tokens)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def is_stochastic(self) -> bool:
+        """Whether any dropout or stochastic depth is active (training mode, rate > 0)."""
+        rates = (self.drop_path.drop_prob, self.mlp.drop.p, self.attn.attn_drop_rate, self.attn.proj_drop.p)
+        return self.training and any(rate > 0 for rate in rates)
+
+    def params(self) -> BlockParams:
+        """The block's tensors, for the chunked paths (:mod:`mmswin.models.layers.chunked_block`)."""
+        attn, mlp = self.attn, self.mlp
+        return BlockParams(self.norm1.weight, self.norm1.bias, attn.qkv.weight, attn.qkv.bias,
+                           attn.relative_position_bias_table, attn.proj.weight, attn.proj.bias, self.norm2.weight,
+                           self.norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+
+    def spec(self, layout: WindowLayout) -> BlockSpec:
+        return BlockSpec(self.attn.num_heads, self.attn.scale, self.norm1.eps, self.norm2.eps,
+                         self.shifted and layout.shift_size > 0, self.attn.relative_position_index)
+
+    def forward_in_place(self, x: Tensor, layout: WindowLayout) -> Tensor:
+        """Inference path: :meth:`forward` chunk by chunk of windows, written into ``x``
+        (``[B, L, C]``, owned by the caller). Only without autograd and without active
+        dropout; see :func:`~mmswin.models.layers.chunked_block.block_forward_in_place`."""
+        return block_forward_in_place(x, layout, self.params(), self.spec(layout), chunked_block.CHUNK_TOKENS)
+
+    def forward_chunked(self, x: Tensor, layout: WindowLayout) -> Tensor:
+        """Training path on CPU: :meth:`forward` as one autograd node that keeps about half
+        the activations and computes chunk by chunk (:class:`SwinBlockFunction`)."""
+        scales = [None, None]
+        if self.training and self.drop_path.drop_prob > 0:
+            keep_prob = 1.0 - self.drop_path.drop_prob
+            scales = [x.new_empty(x.shape[0]).bernoulli_(keep_prob).div_(keep_prob) for _ in range(2)]
+        return SwinBlockFunction.apply(x, *scales, layout, self.spec(layout), chunked_block.CHUNK_TOKENS,
+                                       *self.params())
+
+    def can_run_chunked(self, x: Tensor) -> bool:
+        """The chunked training path covers fp32 CPU tensors outside autocast, with SDPA
+        attention and stochastic depth but no dropout. (On a GPU, SDPA's fused kernels
+        already take the bias gradient; that path is :meth:`forward_reference`.)"""
+        dropout = self.training and (self.mlp.drop.p > 0 or self.attn.attn_drop_rate > 0 or self.attn.proj_drop.p > 0)
+        return (x.device.type == 'cpu' and x.dtype == torch.float32 and self.norm1.weight.dtype == torch.float32
+                and self.attn.attn_impl == 'sdpa' and not dropout and not torch.is_autocast_enabled('cpu'))
 
 
 class SwinStage(nn.Module):
@@ -116,10 +170,26 @@ class SwinStage(nn.Module):
         ])
         self.downsample = PatchMerging(embed_dims) if downsample else None
 
+    def can_run_in_place(self, tokens: Tensor) -> bool:
+        """True when no autograd graph is needed and no dropout is active: the blocks may
+        then run :meth:`SwinBlock.forward_in_place` (the ``'eager'`` reference never does)."""
+        if any(block.attn.attn_impl != 'sdpa' or block.is_stochastic() for block in self.blocks):
+            return False
+        if not torch.is_grad_enabled():
+            return True
+        return not tokens.requires_grad and not any(p.requires_grad for p in self.blocks.parameters())
+
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         _, H, W, _ = x.shape
         layout = get_window_layout(H, W, self.window_size, self.shift_size, self.mask_padding, x.device)
         tokens = layout.to_windows(x)
+        if self.can_run_in_place(tokens):
+            if tokens.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+                tokens = tokens.clone()  # to_windows gave a view of x; the blocks overwrite their input
+            for block in self.blocks:
+                block.forward_in_place(tokens, layout)
+            out = layout.to_grid(tokens)
+            return out, (self.downsample(out) if self.downsample is not None else None)
         for block in self.blocks:
             if self.with_cp and torch.is_grad_enabled():
                 # Non-reentrant: works with frozen parameters and with DDP.

@@ -105,7 +105,16 @@ class WindowLayout:
     # [num_windows, N, N] float32 additive masks; None when nothing is masked.
     regular_mask: Optional[Tensor]
     shifted_mask: Optional[Tensor]
+    # [num_windows] long: for each window of the shifted order, its row-major index in
+    # the rolled grid. Windows whose mask is all zero come first, so that attention can
+    # use the bias alone for them. None when shift_size == 0.
+    shifted_window_order: Optional[Tensor] = None
+    # How many leading windows of the regular / shifted order have an all-zero mask.
+    regular_mask_free: int = 0
+    shifted_mask_free: int = 0
     _cast_masks: dict = field(default_factory=dict, repr=False)
+    _valid_in_order: dict = field(default_factory=dict, repr=False)
+    _chunks: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_windows(self) -> int:
@@ -140,11 +149,77 @@ class WindowLayout:
             grid = grid[:, :self.height, :self.width].contiguous()
         return grid
 
+    def valid_mask(self, shifted: bool) -> Optional[Tensor]:
+        """``[L]`` bool, True for real tokens, in regular or shifted window order (cached);
+        None when the grid needs no padding."""
+        if self.valid_tokens is None:
+            return None
+        if shifted not in self._valid_in_order:
+            valid = self.valid_tokens.view(-1)
+            self._valid_in_order[shifted] = valid[self.to_shifted] if shifted else valid
+        return self._valid_in_order[shifted]
+
     def zero_padding(self, tokens: Tensor) -> Tensor:
         """Set padded tokens to zero, as the reference pads normalised tokens with zeros."""
         if self.valid_tokens is None:
             return tokens
         return tokens.masked_fill(~self.valid_tokens, 0.0)
+
+    def window_chunks(self, shifted: bool, max_windows: int) -> list[WindowChunk]:
+        """Split one image's windows, in regular or shifted order, into runs of at most
+        ``max_windows`` (cached). No chunk mixes mask-free and masked windows."""
+        key = (shifted, max_windows)
+        if key not in self._chunks:
+            self._chunks[key] = _plan_chunks(self, shifted, max_windows)
+        return self._chunks[key]
+
+
+@dataclass(frozen=True)
+class WindowChunk:
+    """Windows ``first:last`` of one image, in the regular or the shifted window order.
+
+    ``rows`` are the chunk's ``n = (last - first) * N`` token rows in that order;
+    ``gather`` (``[n]`` long) says where they sit in the regular order, None when that
+    is ``rows`` itself (regular order). ``valid_rows`` (``[nv]`` long, rows within the
+    chunk) lists its real tokens, None when none is padding; ``scatter`` (``[nv]``
+    long) is where those real tokens sit in the regular order, None when that is
+    ``rows`` (regular order, no padding). ``packed`` is the chunk's range in a buffer
+    that holds only the real tokens, chunk after chunk.
+    """
+
+    first: int
+    last: int
+    masked: bool
+    rows: slice
+    gather: Optional[Tensor]
+    valid_rows: Optional[Tensor]
+    scatter: Optional[Tensor]
+    packed: slice
+
+
+def _plan_chunks(layout: WindowLayout, shifted: bool, max_windows: int) -> list[WindowChunk]:
+    N = layout.window_size * layout.window_size
+    mask_free = layout.shifted_mask_free if shifted else layout.regular_mask_free
+    valid = layout.valid_mask(shifted)
+    chunks = []
+    packed_start = 0
+    for start, stop, masked in ((0, mask_free, False), (mask_free, layout.num_windows, True)):
+        for first in range(start, stop, max_windows):
+            last = min(stop, first + max_windows)
+            rows = slice(first * N, last * N)
+            gather = layout.to_shifted[rows] if shifted else None
+            valid_rows = scatter = None
+            num_valid = (last - first) * N
+            if valid is not None and not bool(valid[rows].all()):
+                valid_rows = torch.nonzero(valid[rows]).view(-1)
+                scatter = (gather if shifted else torch.arange(rows.start, rows.stop, device=valid.device))[valid_rows]
+                num_valid = valid_rows.numel()
+            elif shifted:
+                scatter = gather
+            chunks.append(WindowChunk(first, last, masked, rows, gather, valid_rows, scatter,
+                                      slice(packed_start, packed_start + num_valid)))
+            packed_start += num_valid
+    return chunks
 
 
 def _build_window_layout(height: int, width: int, window_size: int, shift_size: int, mask_padding: bool,
@@ -169,19 +244,33 @@ def _build_window_layout(height: int, width: int, window_size: int, shift_size: 
 
     regular_forbidden = padding_mask(valid_regular) if (mask_padding and needs_padding) else None
 
-    to_shifted = from_shifted = shifted_forbidden = None
+    to_shifted = from_shifted = shifted_forbidden = shifted_window_order = None
+    num_windows = num_tokens // N
+    shifted_mask_free = num_windows
     if shift_size > 0:
         # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
         regular_index = window_reverse(torch.arange(num_tokens).view(1, num_tokens, 1), window_size,
                                        padded_height, padded_width)[0, :, :, 0]
         rolled = torch.roll(regular_index, shifts=(-shift_size, -shift_size), dims=(0, 1))
-        to_shifted = in_windows(rolled).reshape(-1)
-        from_shifted = torch.argsort(to_shifted)
+        to_shifted = in_windows(rolled)  # [nW, N], windows in row-major order
         labels = in_windows(shift_region_labels(padded_height, padded_width, window_size, shift_size))
         shifted_forbidden = labels[:, :, None] != labels[:, None, :]
         if mask_padding and needs_padding:
-            valid_shifted = valid_regular.reshape(-1)[to_shifted].view(-1, N)
+            valid_shifted = valid_regular.reshape(-1)[to_shifted.reshape(-1)].view(-1, N)
             shifted_forbidden = shifted_forbidden | padding_mask(valid_shifted)
+        # Mask-free windows first (all but the last window row and column, in general).
+        masked = shifted_forbidden.flatten(1).any(1)
+        shifted_window_order = torch.cat([torch.nonzero(~masked).view(-1), torch.nonzero(masked).view(-1)])
+        shifted_mask_free = int((~masked).sum())
+        to_shifted = to_shifted[shifted_window_order].reshape(-1)
+        from_shifted = torch.argsort(to_shifted)
+        shifted_forbidden = shifted_forbidden[shifted_window_order]
+
+    def leading_mask_free(forbidden: Optional[Tensor]) -> int:
+        if forbidden is None:
+            return num_windows
+        masked = forbidden.flatten(1).any(1)
+        return int(masked.int().argmax()) if bool(masked.any()) else num_windows
 
     def additive(forbidden: Optional[Tensor]) -> Optional[Tensor]:
         if forbidden is None or not bool(forbidden.any()):
@@ -200,6 +289,10 @@ def _build_window_layout(height: int, width: int, window_size: int, shift_size: 
         from_shifted=None if from_shifted is None else from_shifted.to(device),
         regular_mask=additive(regular_forbidden),
         shifted_mask=additive(shifted_forbidden),
+        shifted_window_order=None if shifted_window_order is None else shifted_window_order.to(device),
+        regular_mask_free=leading_mask_free(regular_forbidden),
+        shifted_mask_free=shifted_mask_free if shifted_forbidden is not None and shifted_forbidden.any() else
+        num_windows,
     )
 
 
@@ -264,10 +357,14 @@ class WindowMSA(nn.Module):
                              persistent=False)
 
     def relative_position_bias(self) -> Tensor:
-        """``[num_heads, N, N]`` bias gathered from the table."""
+        """``[num_heads, N, N]`` bias gathered from the table, contiguous.
+
+        Contiguous matters: SDPA's fused CPU kernel copies a mask whose last dim is strided
+        into a full ``[windows, heads, N, N]`` tensor on every call.
+        """
         N = self.window_size * self.window_size
         bias = self.relative_position_bias_table[self.relative_position_index]
-        return bias.view(N, N, self.num_heads).permute(2, 0, 1)
+        return bias.view(N, N, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(self, windows: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Attend inside each window.
@@ -284,7 +381,7 @@ class WindowMSA(nn.Module):
         qkv = self.qkv(windows).view(num_windows_total, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, head_dims]
 
-        attn_bias = self.relative_position_bias().unsqueeze(0)  # [1, heads, N, N]
+        attn_bias = self.relative_position_bias().unsqueeze(0)  # [1, heads, N, N], broadcast over windows
         if mask is not None:
             num_windows = mask.shape[0]
             attn_bias = attn_bias + mask.unsqueeze(1)  # [nW, heads, N, N]
@@ -292,8 +389,6 @@ class WindowMSA(nn.Module):
                 batch = num_windows_total // num_windows
                 attn_bias = attn_bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(
                     num_windows_total, heads, N, N)
-        else:
-            attn_bias = attn_bias.expand(num_windows_total, -1, -1, -1)
         attn_bias = attn_bias.to(q.dtype)
         dropout_p = self.attn_drop_rate if self.training else 0.0
 

@@ -1,0 +1,312 @@
+"""A Swin block computed a chunk of windows at a time: the inference and CPU training paths.
+
+Tokens of a Swin block interact only inside a window, and everything else in the block
+(layer norms, linear layers, GELU, residual adds) works token by token, so the whole
+block can run on a few dozen windows at a time. On a CPU this keeps every intermediate
+(qkv, the attention output, the ``4C``-wide MLP layer) in cache and lets the allocator
+reuse the same small buffers, where the op-by-op formulation spends about as long on
+page faults and memory traffic as on arithmetic outside the matrix products.
+
+* :func:`block_forward_in_place` (inference, no autograd) writes the block's output
+  into its input.
+* :class:`SwinBlockFunction` (training) is one autograd node per block. It keeps the
+  block input, qkv, the attention output, the mid-block residual and the MLP's hidden
+  layer (about 10 floats per token and channel; the op-by-op graph keeps about 20),
+  and runs the backward pass chunk by chunk, recomputing the layer norms, the GELU and
+  the attention weights.
+
+Padded tokens (the grid is padded to a multiple of the window) are keys and values of
+the attention as in the reference; they skip the output projection and the MLP, whose
+results for them are never used.
+
+Tokens are in the window order of :mod:`mmswin.models.layers.window_attention`:
+``[B, L, C]``, ``L = num_windows * N``; one chunk is a :class:`WindowChunk`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .window_attention import WindowChunk, WindowLayout
+
+# Tokens per chunk: enough rows for efficient matrix products, few enough that a
+# chunk's intermediates stay in cache (the MLP layer of 4096 Swin-T stage-1 tokens is
+# 6 MB). Measured in docs/benchmark.md.
+CHUNK_TOKENS = 4096
+
+
+class BlockParams(NamedTuple):
+    """The tensors of one Swin block (``SwinBlock.params()``), in forward order."""
+
+    norm1_weight: Tensor
+    norm1_bias: Tensor
+    qkv_weight: Tensor  # [3C, C]
+    qkv_bias: Optional[Tensor]  # [3C]
+    bias_table: Tensor  # [(2M - 1)**2, heads]
+    proj_weight: Tensor  # [C, C]
+    proj_bias: Tensor
+    norm2_weight: Tensor
+    norm2_bias: Tensor
+    fc1_weight: Tensor  # [hidden, C]
+    fc1_bias: Tensor
+    fc2_weight: Tensor  # [C, hidden]
+    fc2_bias: Tensor
+
+
+class BlockSpec(NamedTuple):
+    """The non-tensor settings of one Swin block."""
+
+    num_heads: int
+    scale: float
+    norm1_eps: float
+    norm2_eps: float
+    shifted: bool
+    relative_position_index: Tensor  # [N * N] long, into the bias table
+
+
+def attention_biases(params: BlockParams, spec: BlockSpec, layout: WindowLayout,
+                     chunks: list[WindowChunk]) -> list[Tensor]:
+    """Per chunk, the additive attention bias: ``[1, heads, N, N]`` (the relative position
+    bias alone, broadcast) for mask-free chunks, ``[W, heads, N, N]`` (bias + mask) else."""
+    N = layout.window_size * layout.window_size
+    bias = params.bias_table[spec.relative_position_index].view(N, N, spec.num_heads)
+    bias = bias.permute(2, 0, 1).contiguous().unsqueeze(0)  # contiguous: SDPA would copy a strided mask
+    mask = layout.attn_mask(spec.shifted, bias.dtype)
+    return [bias + mask[chunk.first:chunk.last].unsqueeze(1) if chunk.masked else bias for chunk in chunks]
+
+
+def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) -> Tensor:
+    """``[W * N, 3C]`` qkv of whole windows -> ``[W * N, C]`` attention output (before the
+    output projection), with ``bias`` ``[W or 1, heads, N, N]`` added to the scores."""
+    rows, channels = qkv.shape[0], qkv.shape[1] // 3
+    N = bias.shape[-1]
+    q, k, v = qkv.view(-1, N, 3, num_heads, channels // num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)  # [W, heads, N, d]
+    return out.transpose(1, 2).reshape(rows, channels)
+
+
+def window_attention_backward(qkv: Tensor, out: Tensor, grad_out: Tensor, bias: Tensor, num_heads: int,
+                              scale: float) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`window_attention` w.r.t. ``qkv`` (``[W * N, 3C]``) and the bias
+    (``[heads, N, N]``, summed over windows), given its output ``out`` and ``grad_out``
+    (both ``[W * N, C]``). The attention weights are recomputed."""
+    rows, channels = out.shape
+    N = bias.shape[-1]
+    head_dims = channels // num_heads
+    q, k, v = qkv.view(-1, N, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)  # [W, heads, N, d]
+    out = out.view(-1, N, num_heads, head_dims).transpose(1, 2)
+    grad_out = grad_out.view(-1, N, num_heads, head_dims).transpose(1, 2)
+    weights = torch.softmax(torch.matmul(q, k.transpose(-2, -1)).mul_(scale).add_(bias), dim=-1)  # [W, heads, N, N]
+    grad_v = torch.matmul(weights.transpose(-2, -1), grad_out)
+    grad_scores = torch.matmul(grad_out, v.transpose(-2, -1))
+    grad_scores.sub_((grad_out * out).sum(-1, keepdim=True)).mul_(weights)  # softmax backward
+    grad_bias = grad_scores.sum(0)
+    grad_scores.mul_(scale)
+    grad_q = torch.matmul(grad_scores, k)
+    grad_k = torch.matmul(grad_scores.transpose(-2, -1), q)
+    grad_qkv = torch.stack((grad_q, grad_k, grad_v)).permute(1, 3, 0, 2, 4).reshape(rows, 3 * channels)
+    return grad_qkv, grad_bias
+
+
+def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``out = x @ weight.T + bias``, written into ``out`` (a buffer the caller keeps)."""
+    if bias is None:
+        return torch.mm(x, weight.t(), out=out)
+    return torch.addmm(bias, x, weight.t(), out=out)
+
+
+def _mlp(tokens: Tensor, params: BlockParams, spec: BlockSpec) -> Tensor:
+    normed = F.layer_norm(tokens, tokens.shape[-1:], params.norm2_weight, params.norm2_bias, spec.norm2_eps)
+    return F.linear(F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias)), params.fc2_weight, params.fc2_bias)
+
+
+def _chunk_tokens(image: Tensor, chunk: WindowChunk) -> Tensor:
+    """The chunk's ``[n, C]`` rows of ``image`` (``[L, C]``): a view in regular order, a
+    gathered copy in shifted order."""
+    return image[chunk.rows] if chunk.gather is None else image.index_select(0, chunk.gather)
+
+
+def _real_rows(tokens: Tensor, chunk: WindowChunk) -> Tensor:
+    """The chunk's real tokens among its ``[n, ...]`` rows (a copy if some are padding)."""
+    return tokens if chunk.valid_rows is None else tokens.index_select(0, chunk.valid_rows)
+
+
+def _to_all_rows(real: Tensor, chunk: WindowChunk, num_rows: int) -> Tensor:
+    """Inverse of :func:`_real_rows`: zeros in the padded rows."""
+    if chunk.valid_rows is None:
+        return real
+    return real.new_zeros(num_rows, real.shape[1]).index_copy_(0, chunk.valid_rows, real)
+
+
+def padded_qkv(real_qkv: Tensor, chunk: WindowChunk, num_rows: int, qkv_bias: Optional[Tensor]) -> Tensor:
+    """The chunk's ``[n, 3C]`` qkv from that of its real tokens (``[nv, 3C]``): a padded
+    token enters attention as a zero vector after norm1, so its qkv is the qkv bias."""
+    if chunk.valid_rows is None:
+        return real_qkv
+    fill = real_qkv.new_zeros(real_qkv.shape[1]) if qkv_bias is None else qkv_bias.to(real_qkv.dtype)
+    qkv = fill.expand(num_rows, -1).clone()
+    return qkv.index_copy_(0, chunk.valid_rows, real_qkv)
+
+
+def _write_real_rows(image: Tensor, chunk: WindowChunk, real: Tensor) -> None:
+    """Write the chunk's real tokens (``[nv, C]``) to their places in ``image`` (``[L, C]``)."""
+    if chunk.scatter is None:
+        image[chunk.rows] = real
+    else:
+        image.index_copy_(0, chunk.scatter, real)
+
+
+def block_forward_in_place(x: Tensor, layout: WindowLayout, params: BlockParams, spec: BlockSpec,
+                           chunk_tokens: int = CHUNK_TOKENS) -> Tensor:
+    """One Swin block without autograd, chunk by chunk, written into ``x``.
+
+    ``x``: ``[B, L, C]`` tokens in regular window order, owned by the caller; the real
+    tokens are overwritten with the block's output (padded ones are left alone) and
+    ``x`` is returned. The residual adds happen in place.
+    """
+    channels = x.shape[2]
+    N = layout.window_size * layout.window_size
+    chunks = layout.window_chunks(spec.shifted, max(1, chunk_tokens // N))
+    biases = attention_biases(params, spec, layout, chunks)
+    for image in x:  # [L, C]
+        for chunk, bias in zip(chunks, biases):
+            tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded
+            normed = F.layer_norm(tokens, (channels, ), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
+            qkv = padded_qkv(F.linear(normed, params.qkv_weight, params.qkv_bias), chunk,
+                             chunk.rows.stop - chunk.rows.start, params.qkv_bias)
+            attended = window_attention(qkv, bias, spec.num_heads, spec.scale)
+            tokens += F.linear(_real_rows(attended, chunk), params.proj_weight, params.proj_bias)
+            tokens += _mlp(tokens, params, spec)
+            if chunk.scatter is not None:
+                image.index_copy_(0, chunk.scatter, tokens)
+    return x
+
+
+class SwinBlockFunction(torch.autograd.Function):
+    """One Swin block as a single autograd node (see the module docstring).
+
+    ``apply(x, attn_scale, mlp_scale, layout, spec, chunk_tokens, *params)``: ``x`` is
+    ``[B, L, C]`` in regular window order; ``attn_scale`` / ``mlp_scale`` are ``[B]``
+    per-image factors of the two residual branches (stochastic depth) or None;
+    ``params`` are the :class:`BlockParams`. Returns ``[B, L, C]``, zero at padding.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, attn_scale: Optional[Tensor], mlp_scale: Optional[Tensor], layout: WindowLayout,
+                spec: BlockSpec, chunk_tokens: int, *param_list: Tensor) -> Tensor:
+        params = BlockParams(*param_list)
+        batch, length, channels = x.shape
+        N = layout.window_size * layout.window_size
+        chunks = layout.window_chunks(spec.shifted, max(1, chunk_tokens // N))
+        biases = attention_biases(params, spec, layout, chunks)
+        num_real = chunks[-1].packed.stop
+        hidden_dims = params.fc1_weight.shape[0]
+        # Saved for backward: the stats of norm1 and qkv for every token (chunk order),
+        # the attention output, the mid-block residual, the stats of norm2 and the MLP's
+        # hidden layer for the real tokens (packed).
+        norm1_stats = x.new_empty(2, batch, num_real)
+        qkv = x.new_empty(batch, length, 3 * channels)
+        attended = x.new_empty(batch, num_real, channels)
+        mid = x.new_empty(batch, num_real, channels)
+        norm2_stats = x.new_empty(2, batch, num_real)
+        hidden = x.new_empty(batch, num_real, hidden_dims)
+        out = torch.zeros_like(x) if layout.needs_padding else torch.empty_like(x)
+        for b in range(batch):
+            for chunk, bias in zip(chunks, biases):
+                rows, packed = chunk.rows, chunk.packed
+                tokens = _real_rows(_chunk_tokens(x[b], chunk), chunk)
+                normed, mean, rstd = torch.native_layer_norm(tokens, (channels, ), params.norm1_weight,
+                                                             params.norm1_bias, spec.norm1_eps)
+                norm1_stats[0, b, packed] = mean.view(-1)
+                norm1_stats[1, b, packed] = rstd.view(-1)
+                if chunk.valid_rows is None:
+                    chunk_qkv = _linear_into(qkv[b, rows], normed, params.qkv_weight, params.qkv_bias)
+                else:
+                    chunk_qkv = padded_qkv(F.linear(normed, params.qkv_weight, params.qkv_bias), chunk,
+                                           rows.stop - rows.start, params.qkv_bias)
+                    qkv[b, rows] = chunk_qkv
+                chunk_attended = _real_rows(window_attention(chunk_qkv, bias, spec.num_heads, spec.scale), chunk)
+                attended[b, packed] = chunk_attended
+                chunk_mid = _linear_into(mid[b, packed], chunk_attended, params.proj_weight, params.proj_bias)
+                if attn_scale is not None:
+                    chunk_mid.mul_(attn_scale[b])
+                chunk_mid += tokens
+                normed, mean, rstd = torch.native_layer_norm(chunk_mid, (channels, ), params.norm2_weight,
+                                                             params.norm2_bias, spec.norm2_eps)
+                norm2_stats[0, b, packed] = mean.view(-1)
+                norm2_stats[1, b, packed] = rstd.view(-1)
+                chunk_hidden = _linear_into(hidden[b, packed], normed, params.fc1_weight, params.fc1_bias)
+                chunk_out = F.linear(F.gelu(chunk_hidden), params.fc2_weight, params.fc2_bias)
+                if mlp_scale is not None:
+                    chunk_out.mul_(mlp_scale[b])
+                _write_real_rows(out[b], chunk, chunk_out.add_(chunk_mid))
+        ctx.save_for_backward(x, attn_scale, mlp_scale, norm1_stats, qkv, attended, mid, norm2_stats, hidden,
+                              *param_list)
+        ctx.layout, ctx.spec, ctx.chunk_tokens = layout, spec, chunk_tokens
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, attn_scale, mlp_scale, norm1_stats, qkv, attended, mid, norm2_stats, hidden, *param_list = ctx.saved_tensors
+        params = BlockParams(*param_list)
+        layout, spec = ctx.layout, ctx.spec
+        batch, length, channels = x.shape
+        N = layout.window_size * layout.window_size
+        chunks = layout.window_chunks(spec.shifted, max(1, ctx.chunk_tokens // N))
+        biases = attention_biases(params, spec, layout, chunks)
+        grad_out = grad_out.contiguous()
+        grads = {name: None if p is None else torch.zeros_like(p) for name, p in params._asdict().items()}
+        grad_bias = x.new_zeros(spec.num_heads, N, N)
+        grad_x = torch.zeros_like(x) if layout.needs_padding else torch.empty_like(x)
+        for b in range(batch):
+            for chunk, bias in zip(chunks, biases):
+                rows, packed = chunk.rows, chunk.packed
+                num_rows = rows.stop - rows.start
+                grad = grad_out[b, rows] if chunk.scatter is None else grad_out[b].index_select(0, chunk.scatter)
+
+                # MLP branch: out = mid + mlp_scale * fc2(gelu(fc1(norm2(mid)))), real tokens only.
+                chunk_mid, chunk_hidden = mid[b, packed], hidden[b, packed]
+                mean, rstd = norm2_stats[0, b, packed, None], norm2_stats[1, b, packed, None]
+                normed = torch.addcmul(params.norm2_bias, (chunk_mid - mean) * rstd, params.norm2_weight)
+                grad_mlp = grad if mlp_scale is None else grad * mlp_scale[b]
+                grads['fc2_weight'].addmm_(grad_mlp.t(), F.gelu(chunk_hidden))
+                grads['fc2_bias'] += grad_mlp.sum(0)
+                grad_hidden = torch.ops.aten.gelu_backward(grad_mlp @ params.fc2_weight, chunk_hidden)
+                grads['fc1_weight'].addmm_(grad_hidden.t(), normed)
+                grads['fc1_bias'] += grad_hidden.sum(0)
+                grad_mid, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
+                    grad_hidden @ params.fc1_weight, chunk_mid, (channels, ), mean, rstd, params.norm2_weight,
+                    params.norm2_bias, (True, True, True))
+                grads['norm2_weight'] += grad_w
+                grads['norm2_bias'] += grad_b
+                grad_mid += grad  # the residual
+
+                # Attention branch: mid = x + attn_scale * proj(attention(qkv(norm1(x)))).
+                grad_proj = grad_mid if attn_scale is None else grad_mid * attn_scale[b]
+                chunk_attended = attended[b, packed]
+                grads['proj_weight'].addmm_(grad_proj.t(), chunk_attended)
+                grads['proj_bias'] += grad_proj.sum(0)
+                grad_attended = _to_all_rows(grad_proj @ params.proj_weight, chunk, num_rows)
+                grad_qkv, chunk_grad_bias = window_attention_backward(
+                    qkv[b, rows], _to_all_rows(chunk_attended, chunk, num_rows), grad_attended, bias,
+                    spec.num_heads, spec.scale)
+                grad_bias += chunk_grad_bias
+                if grads['qkv_bias'] is not None:
+                    grads['qkv_bias'] += grad_qkv.sum(0)  # padded tokens' qkv is the bias: all rows count
+                grad_qkv = _real_rows(grad_qkv, chunk)
+                tokens = _real_rows(_chunk_tokens(x[b], chunk), chunk)
+                mean, rstd = norm1_stats[0, b, packed, None], norm1_stats[1, b, packed, None]
+                normed = torch.addcmul(params.norm1_bias, (tokens - mean) * rstd, params.norm1_weight)
+                grads['qkv_weight'].addmm_(grad_qkv.t(), normed)
+                grad_tokens, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
+                    grad_qkv @ params.qkv_weight, tokens, (channels, ), mean, rstd, params.norm1_weight,
+                    params.norm1_bias, (True, True, True))
+                grads['norm1_weight'] += grad_w
+                grads['norm1_bias'] += grad_b
+                _write_real_rows(grad_x[b], chunk, grad_tokens.add_(grad_mid))  # + the residual
+        grads['bias_table'].index_add_(0, spec.relative_position_index,
+                                       grad_bias.permute(1, 2, 0).reshape(N * N, spec.num_heads))
+        return (grad_x, None, None, None, None, None, *grads.values())

@@ -1,0 +1,105 @@
+"""The chunked Swin block (inference in place, training as one autograd node) against the
+op-by-op reference block: same outputs, same gradients, for every chunk layout."""
+import pytest
+import torch
+
+from mmswin.models import SwinBackbone
+from mmswin.models.backbones.swin import SwinBlock
+from mmswin.models.layers import chunked_block
+from mmswin.models.layers.window_attention import get_window_layout
+
+from .helpers import MINI_ARCH, perturb_
+
+# (height, width, mask_padding): fits the windows / padded / padded with padding masks / one window
+GRIDS = [(14, 21, False), (19, 25, False), (19, 25, True), (3, 5, False)]
+
+
+def make_block(shifted, **kwargs):
+    block = SwinBlock(32, 2, 7, shifted, **kwargs)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for param in block.parameters():
+            param.copy_(0.2 * torch.randn(param.shape, generator=generator))
+    return block
+
+
+def real_tokens(layout, tokens):
+    """Zero the padded tokens, whose values no path defines."""
+    return tokens if layout.valid_tokens is None else tokens * layout.valid_tokens
+
+
+@pytest.mark.parametrize('chunk_tokens', [4096, 98])  # one chunk per run / two windows per chunk
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('grid', GRIDS, ids=str)
+def test_in_place_inference_matches_reference(grid, shifted, chunk_tokens):
+    height, width, mask_padding = grid
+    block = make_block(shifted).eval()
+    layout = get_window_layout(height, width, 7, 3, mask_padding)
+    x = layout.to_windows(torch.randn(2, height, width, 32))
+    with torch.no_grad():
+        expected = block.forward_reference(x, layout)
+        actual = chunked_block.block_forward_in_place(x.clone(), layout, block.params(), block.spec(layout),
+                                                      chunk_tokens)
+    assert (real_tokens(layout, actual - expected)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize('chunk_tokens', [4096, 98])
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('grid', GRIDS, ids=str)
+def test_block_function_matches_reference_outputs_and_gradients(grid, shifted, chunk_tokens):
+    height, width, mask_padding = grid
+    block = make_block(shifted, qkv_bias=not mask_padding)
+    layout = get_window_layout(height, width, 7, 3, mask_padding)
+    x = layout.to_windows(torch.randn(2, height, width, 32)).requires_grad_()
+    inputs = [x, *block.parameters()]
+    expected = block.forward_reference(x, layout)
+    grad_out = real_tokens(layout, torch.randn_like(expected))
+    expected_grads = torch.autograd.grad(expected, inputs, grad_out)
+    actual = chunked_block.SwinBlockFunction.apply(x, None, None, layout, block.spec(layout), chunk_tokens,
+                                                   *block.params())
+    actual_grads = torch.autograd.grad(actual, inputs, grad_out)
+    assert (real_tokens(layout, actual - expected)).abs().max() < 1e-5
+    names = ['x'] + [name for name, _ in block.named_parameters()]
+    for name, a, b in zip(names, actual_grads, expected_grads):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-7, name
+
+
+def test_block_function_applies_stochastic_depth_per_image():
+    block = make_block(True, drop_path_rate=0.5)
+    layout = get_window_layout(14, 14, 7, 3)
+    x = layout.to_windows(torch.randn(2, 14, 14, 32)).requires_grad_()
+    scales = [torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0])]
+    # Image 0 keeps only the attention branch (doubled), image 1 only the MLP branch.
+    actual = chunked_block.SwinBlockFunction.apply(x, *scales, layout, block.spec(layout), 4096, *block.params())
+    draws = iter(scales)
+    block.drop_path.forward = lambda t: t * next(draws).view(-1, 1, 1)
+    expected = block.forward_reference(x, layout)
+    assert (actual - expected).abs().max() < 1e-5
+    grad_out = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(actual, [x, *block.parameters()], grad_out),
+                    torch.autograd.grad(expected, [x, *block.parameters()], grad_out)):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-7
+
+
+def test_backbone_training_gradients_match_the_reference_path():
+    """The chunked training path (sdpa) against the op-by-op one (eager), whole backbone."""
+    x = torch.randn(2, 3, 61, 83)  # padded in every stage
+    chunked = perturb_(SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0))
+    reference = SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0, attn_impl='eager')
+    reference.load_state_dict(chunked.state_dict())
+    for model in (chunked, reference):
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in model(x)).backward()
+    for (name, a), b in zip(chunked.named_parameters(), reference.parameters()):
+        assert (a.grad - b.grad).abs().max() <= 1e-4 * b.grad.abs().max() + 1e-6, name
+
+
+def test_paths_are_chosen_by_autograd_device_and_dropout():
+    block = make_block(False)
+    x = torch.randn(1, 49, 32)
+    assert block.can_run_chunked(x)
+    assert not make_block(False, drop_rate=0.1).can_run_chunked(x)
+    assert make_block(False, drop_rate=0.1).eval().can_run_chunked(x)
+    assert not make_block(False, attn_impl='eager').can_run_chunked(x)
+    assert not block.can_run_chunked(x.double())
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not block.can_run_chunked(x)
