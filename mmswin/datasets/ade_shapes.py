@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_directory
-from .shapes import SHAPE_CLASSES, draw_shapes
+from .shapes import SHAPE_CLASSES, check_set_arguments, draw_shapes, random_image_size
 
 SEG_CLASSES = ('background',) + SHAPE_CLASSES
 SPLITS = ('training', 'validation')
@@ -30,10 +30,7 @@ def generate_ade_shapes(
     seed: int = 0,
 ) -> str:
     """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
-    if not 16 <= size_range[0] <= size_range[1]:
-        raise ValueError(f'size_range must be (min, max) with 16 <= min <= max, got {size_range}')
+    check_set_arguments(num_train, num_val, size_range)
     rng = np.random.default_rng(seed)
     with atomic_directory(root) as staging:
         for split, count in zip(SPLITS, (num_train, num_val)):
@@ -42,8 +39,7 @@ def generate_ade_shapes(
             os.makedirs(image_dir)
             os.makedirs(label_dir)
             for index in range(count):
-                height = int(rng.integers(size_range[0], size_range[1] + 1))
-                width = int(rng.integers(size_range[0], size_range[1] + 1))
+                height, width = random_image_size(rng, size_range)
                 image, shapes = draw_shapes(
                     rng, height, width, max_shapes, min_visible_fraction=0.0, radius_range=radius_range
                 )

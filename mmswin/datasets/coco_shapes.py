@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_directory
-from .shapes import SHAPE_CLASSES, draw_shapes, mask_to_polygons
+from .shapes import SHAPE_CLASSES, check_set_arguments, draw_shapes, mask_to_polygons, random_image_size
 
 SPLITS = ('train', 'val')
 
@@ -31,9 +31,7 @@ def coco_split(
     """Draw ``num_images`` images into ``image_dir`` and return their COCO annotation dict."""
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
-        # Sizes deliberately not multiples of 32 (nor of the window).
-        height = int(rng.integers(size_range[0], size_range[1] + 1))
-        width = int(rng.integers(size_range[0], size_range[1] + 1))
+        height, width = random_image_size(rng, size_range)
         image, shapes = draw_shapes(rng, height, width, max_shapes, radius_range=radius_range)
         file_name = f'{image_id:06d}.png'
         cv2.imwrite(os.path.join(image_dir, file_name), image)
@@ -69,10 +67,7 @@ def generate_coco_shapes(
     seed: int = 0,
 ) -> str:
     """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
-    if num_train < 1 or num_val < 1:
-        raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
-    if not 16 <= size_range[0] <= size_range[1]:
-        raise ValueError(f'size_range must be (min, max) with 16 <= min <= max, got {size_range}')
+    check_set_arguments(num_train, num_val, size_range)
     rng = np.random.default_rng(seed)
     with atomic_directory(root) as staging:
         os.makedirs(os.path.join(staging, 'annotations'))

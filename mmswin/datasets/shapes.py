@@ -52,6 +52,20 @@ def shape_polygon(label: int, center: tuple[float, float], radius: float, angle:
     return np.stack([center[0] + x, center[1] + y], axis=1)
 
 
+def check_set_arguments(num_train: int, num_val: int, size_range: tuple[int, int]) -> None:
+    """Reject split sizes and image sizes a generator cannot honour, before writing anything."""
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f'num_train and num_val must be >= 1, got {num_train} and {num_val}')
+    if not 16 <= size_range[0] <= size_range[1]:
+        raise ValueError(f'size_range must be (min, max) with 16 <= min <= max, got {size_range}')
+
+
+def random_image_size(rng: np.random.Generator, size_range: tuple[int, int]) -> tuple[int, int]:
+    """(height, width), each drawn from ``size_range``: deliberately not multiples of 32
+    (nor of the window), so padding paths are exercised."""
+    return int(rng.integers(size_range[0], size_range[1] + 1)), int(rng.integers(size_range[0], size_range[1] + 1))
+
+
 def class_colour(rng: np.random.Generator, label: int) -> tuple[int, int, int]:
     """A saturated BGR colour from the class's hue band (varied in hue, saturation and
     brightness), so colour is a cue alongside the outline, as in many real categories."""
