@@ -123,13 +123,13 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
     unmasked.load_state_dict(base.state_dict())
     with torch.no_grad():
         reference = [base(x), unmasked(x)]
-        # Fill padded tokens with large noise instead of zeros (as normed tokens on the
-        # reference path, as qkv on the chunked one): masked keys must not matter.
+        # Fill padded tokens with large noise instead of zeros after norm1 (on the reference
+        # and on the chunked path): masked keys must not matter.
         monkeypatch.setattr(window_attention.WindowLayout, 'zero_padding',
                             lambda self, t: t if self.valid_tokens is None else torch.where(
                                 self.valid_tokens, t, 30 * torch.randn_like(t)))
-        monkeypatch.setattr(chunked_block, 'padded_qkv',
-                            lambda real, chunk, rows, bias: real if chunk.valid_rows is None else
+        monkeypatch.setattr(chunked_block, 'padded_normed',
+                            lambda real, chunk, rows: real if chunk.valid_rows is None else
                             (30 * torch.randn(rows, real.shape[1])).index_copy_(0, chunk.valid_rows, real))
         noisy = [base(x), unmasked(x)]
     for a, b in zip(reference[0], noisy[0]):

@@ -118,9 +118,14 @@ def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor])
     return torch.addmm(bias, x, weight.t(), out=out)
 
 
-def _mlp(tokens: Tensor, params: BlockParams, spec: BlockSpec) -> Tensor:
-    normed = F.layer_norm(tokens, tokens.shape[-1:], params.norm2_weight, params.norm2_bias, spec.norm2_eps)
-    return F.linear(F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias)), params.fc2_weight, params.fc2_bias)
+def _add_linear_(tokens: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``tokens += x @ weight.T + bias`` in place: the residual add is fused into the
+    product (``addmm_``) unless autocast has made the dtypes differ."""
+    if tokens.dtype == x.dtype == weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        if bias is not None:
+            tokens.add_(bias)
+        return tokens.addmm_(x, weight.t())
+    return tokens.add_(F.linear(x, weight, bias))
 
 
 def _chunk_tokens(image: Tensor, chunk: WindowChunk) -> Tensor:
@@ -141,14 +146,12 @@ def _to_all_rows(real: Tensor, chunk: WindowChunk, num_rows: int) -> Tensor:
     return real.new_zeros(num_rows, real.shape[1]).index_copy_(0, chunk.valid_rows, real)
 
 
-def padded_qkv(real_qkv: Tensor, chunk: WindowChunk, num_rows: int, qkv_bias: Optional[Tensor]) -> Tensor:
-    """The chunk's ``[n, 3C]`` qkv from that of its real tokens (``[nv, 3C]``): a padded
-    token enters attention as a zero vector after norm1, so its qkv is the qkv bias."""
+def padded_normed(real_normed: Tensor, chunk: WindowChunk, num_rows: int) -> Tensor:
+    """The chunk's ``[n, C]`` norm1 output from that of its real tokens (``[nv, C]``):
+    padded tokens enter attention as zero vectors, as in the reference."""
     if chunk.valid_rows is None:
-        return real_qkv
-    fill = real_qkv.new_zeros(real_qkv.shape[1]) if qkv_bias is None else qkv_bias.to(real_qkv.dtype)
-    qkv = fill.expand(num_rows, -1).clone()
-    return qkv.index_copy_(0, chunk.valid_rows, real_qkv)
+        return real_normed
+    return real_normed.new_zeros(num_rows, real_normed.shape[1]).index_copy_(0, chunk.valid_rows, real_normed)
 
 
 def _write_real_rows(image: Tensor, chunk: WindowChunk, real: Tensor) -> None:
@@ -175,11 +178,13 @@ def block_forward_in_place(x: Tensor, layout: WindowLayout, params: BlockParams,
         for chunk, bias in zip(chunks, biases):
             tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded
             normed = F.layer_norm(tokens, (channels, ), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
-            qkv = padded_qkv(F.linear(normed, params.qkv_weight, params.qkv_bias), chunk,
-                             chunk.rows.stop - chunk.rows.start, params.qkv_bias)
-            attended = window_attention(qkv, bias, spec.num_heads, spec.scale)
-            tokens += F.linear(_real_rows(attended, chunk), params.proj_weight, params.proj_bias)
-            tokens += _mlp(tokens, params, spec)
+            normed = padded_normed(normed, chunk, chunk.rows.stop - chunk.rows.start)
+            attended = window_attention(F.linear(normed, params.qkv_weight, params.qkv_bias), bias, spec.num_heads,
+                                        spec.scale)
+            _add_linear_(tokens, _real_rows(attended, chunk), params.proj_weight, params.proj_bias)
+            normed = F.layer_norm(tokens, (channels, ), params.norm2_weight, params.norm2_bias, spec.norm2_eps)
+            hidden = F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias))
+            _add_linear_(tokens, hidden, params.fc2_weight, params.fc2_bias)
             if chunk.scatter is not None:
                 image.index_copy_(0, chunk.scatter, tokens)
     return x
@@ -222,12 +227,8 @@ class SwinBlockFunction(torch.autograd.Function):
                                                              params.norm1_bias, spec.norm1_eps)
                 norm1_stats[0, b, packed] = mean.view(-1)
                 norm1_stats[1, b, packed] = rstd.view(-1)
-                if chunk.valid_rows is None:
-                    chunk_qkv = _linear_into(qkv[b, rows], normed, params.qkv_weight, params.qkv_bias)
-                else:
-                    chunk_qkv = padded_qkv(F.linear(normed, params.qkv_weight, params.qkv_bias), chunk,
-                                           rows.stop - rows.start, params.qkv_bias)
-                    qkv[b, rows] = chunk_qkv
+                normed = padded_normed(normed, chunk, rows.stop - rows.start)
+                chunk_qkv = _linear_into(qkv[b, rows], normed, params.qkv_weight, params.qkv_bias)
                 chunk_attended = _real_rows(window_attention(chunk_qkv, bias, spec.num_heads, spec.scale), chunk)
                 attended[b, packed] = chunk_attended
                 chunk_mid = _linear_into(mid[b, packed], chunk_attended, params.proj_weight, params.proj_bias)
