@@ -1,5 +1,6 @@
 """The chunked Swin block (inference in place, training as one autograd node) against the
 op-by-op reference block: same outputs, same gradients, for every chunk layout."""
+
 import pytest
 import torch
 
@@ -38,8 +39,9 @@ def test_in_place_inference_matches_reference(grid, shifted, chunk_tokens):
     x = layout.to_windows(torch.randn(2, height, width, 32))
     with torch.no_grad():
         expected = block.forward_reference(x, layout)
-        actual = chunked_block.block_forward_in_place(x.clone(), layout, block.params(), block.spec(layout),
-                                                      chunk_tokens)
+        actual = chunked_block.block_forward_in_place(
+            x.clone(), layout, block.params(), block.spec(layout), chunk_tokens
+        )
     assert (real_tokens(layout, actual - expected)).abs().max() < 1e-5
 
 
@@ -55,8 +57,9 @@ def test_block_function_matches_reference_outputs_and_gradients(grid, shifted, c
     expected = block.forward_reference(x, layout)
     grad_out = real_tokens(layout, torch.randn_like(expected))
     expected_grads = torch.autograd.grad(expected, inputs, grad_out)
-    actual = chunked_block.SwinBlockFunction.apply(x, None, None, layout, block.spec(layout), chunk_tokens,
-                                                   *block.params())
+    actual = chunked_block.SwinBlockFunction.apply(
+        x, None, None, layout, block.spec(layout), chunk_tokens, *block.params()
+    )
     actual_grads = torch.autograd.grad(actual, inputs, grad_out)
     assert (real_tokens(layout, actual - expected)).abs().max() < 1e-5
     names = ['x'] + [name for name, _ in block.named_parameters()]
@@ -76,8 +79,10 @@ def test_block_function_applies_stochastic_depth_per_image():
     expected = block.forward_reference(x, layout)
     assert (actual - expected).abs().max() < 1e-5
     grad_out = torch.randn_like(expected)
-    for a, b in zip(torch.autograd.grad(actual, [x, *block.parameters()], grad_out),
-                    torch.autograd.grad(expected, [x, *block.parameters()], grad_out)):
+    for a, b in zip(
+        torch.autograd.grad(actual, [x, *block.parameters()], grad_out),
+        torch.autograd.grad(expected, [x, *block.parameters()], grad_out),
+    ):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-7
 
 

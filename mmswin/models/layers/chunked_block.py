@@ -22,6 +22,7 @@ results for them are never used.
 Tokens are in the window order of :mod:`mmswin.models.layers.window_attention`:
 ``[B, L, C]``, ``L = num_windows * N``; one chunk is a :class:`WindowChunk`.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -67,15 +68,16 @@ class BlockSpec(NamedTuple):
     relative_position_index: Tensor  # [N * N] long, into the bias table
 
 
-def attention_biases(params: BlockParams, spec: BlockSpec, layout: WindowLayout,
-                     chunks: list[WindowChunk]) -> list[Tensor]:
+def attention_biases(
+    params: BlockParams, spec: BlockSpec, layout: WindowLayout, chunks: list[WindowChunk]
+) -> list[Tensor]:
     """Per chunk, the additive attention bias: ``[1, heads, N, N]`` (the relative position
     bias alone, broadcast) for mask-free chunks, ``[W, heads, N, N]`` (bias + mask) else."""
     N = layout.window_size * layout.window_size
     bias = params.bias_table[spec.relative_position_index].view(N, N, spec.num_heads)
     bias = bias.permute(2, 0, 1).contiguous().unsqueeze(0)  # contiguous: SDPA would copy a strided mask
     mask = layout.attn_mask(spec.shifted, bias.dtype)
-    return [bias + mask[chunk.first:chunk.last].unsqueeze(1) if chunk.masked else bias for chunk in chunks]
+    return [bias + mask[chunk.first : chunk.last].unsqueeze(1) if chunk.masked else bias for chunk in chunks]
 
 
 def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) -> Tensor:
@@ -88,8 +90,9 @@ def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) ->
     return out.transpose(1, 2).reshape(rows, channels)
 
 
-def window_attention_backward(qkv: Tensor, out: Tensor, grad_out: Tensor, bias: Tensor, num_heads: int,
-                              scale: float) -> tuple[Tensor, Tensor]:
+def window_attention_backward(
+    qkv: Tensor, out: Tensor, grad_out: Tensor, bias: Tensor, num_heads: int, scale: float
+) -> tuple[Tensor, Tensor]:
     """Gradients of :func:`window_attention` w.r.t. ``qkv`` (``[W * N, 3C]``) and the bias
     (``[heads, N, N]``, summed over windows), given its output ``out`` and ``grad_out``
     (both ``[W * N, C]``). The attention weights are recomputed."""
@@ -162,8 +165,9 @@ def _write_real_rows(image: Tensor, chunk: WindowChunk, real: Tensor) -> None:
         image.index_copy_(0, chunk.scatter, real)
 
 
-def block_forward_in_place(x: Tensor, layout: WindowLayout, params: BlockParams, spec: BlockSpec,
-                           chunk_tokens: int = CHUNK_TOKENS) -> Tensor:
+def block_forward_in_place(
+    x: Tensor, layout: WindowLayout, params: BlockParams, spec: BlockSpec, chunk_tokens: int = CHUNK_TOKENS
+) -> Tensor:
     """One Swin block without autograd, chunk by chunk, written into ``x``.
 
     ``x``: ``[B, L, C]`` tokens in regular window order, owned by the caller; the real
@@ -177,12 +181,13 @@ def block_forward_in_place(x: Tensor, layout: WindowLayout, params: BlockParams,
     for image in x:  # [L, C]
         for chunk, bias in zip(chunks, biases):
             tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded
-            normed = F.layer_norm(tokens, (channels, ), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
+            normed = F.layer_norm(tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
             normed = padded_normed(normed, chunk, chunk.rows.stop - chunk.rows.start)
-            attended = window_attention(F.linear(normed, params.qkv_weight, params.qkv_bias), bias, spec.num_heads,
-                                        spec.scale)
+            attended = window_attention(
+                F.linear(normed, params.qkv_weight, params.qkv_bias), bias, spec.num_heads, spec.scale
+            )
             _add_linear_(tokens, _real_rows(attended, chunk), params.proj_weight, params.proj_bias)
-            normed = F.layer_norm(tokens, (channels, ), params.norm2_weight, params.norm2_bias, spec.norm2_eps)
+            normed = F.layer_norm(tokens, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps)
             hidden = F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias))
             _add_linear_(tokens, hidden, params.fc2_weight, params.fc2_bias)
             if chunk.scatter is not None:
@@ -200,8 +205,16 @@ class SwinBlockFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, attn_scale: Optional[Tensor], mlp_scale: Optional[Tensor], layout: WindowLayout,
-                spec: BlockSpec, chunk_tokens: int, *param_list: Tensor) -> Tensor:
+    def forward(
+        ctx,
+        x: Tensor,
+        attn_scale: Optional[Tensor],
+        mlp_scale: Optional[Tensor],
+        layout: WindowLayout,
+        spec: BlockSpec,
+        chunk_tokens: int,
+        *param_list: Tensor,
+    ) -> Tensor:
         params = BlockParams(*param_list)
         batch, length, channels = x.shape
         N = layout.window_size * layout.window_size
@@ -223,8 +236,9 @@ class SwinBlockFunction(torch.autograd.Function):
             for chunk, bias in zip(chunks, biases):
                 rows, packed = chunk.rows, chunk.packed
                 tokens = _real_rows(_chunk_tokens(x[b], chunk), chunk)
-                normed, mean, rstd = torch.native_layer_norm(tokens, (channels, ), params.norm1_weight,
-                                                             params.norm1_bias, spec.norm1_eps)
+                normed, mean, rstd = torch.native_layer_norm(
+                    tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps
+                )
                 norm1_stats[0, b, packed] = mean.view(-1)
                 norm1_stats[1, b, packed] = rstd.view(-1)
                 normed = padded_normed(normed, chunk, rows.stop - rows.start)
@@ -235,8 +249,9 @@ class SwinBlockFunction(torch.autograd.Function):
                 if attn_scale is not None:
                     chunk_mid.mul_(attn_scale[b])
                 chunk_mid += tokens
-                normed, mean, rstd = torch.native_layer_norm(chunk_mid, (channels, ), params.norm2_weight,
-                                                             params.norm2_bias, spec.norm2_eps)
+                normed, mean, rstd = torch.native_layer_norm(
+                    chunk_mid, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps
+                )
                 norm2_stats[0, b, packed] = mean.view(-1)
                 norm2_stats[1, b, packed] = rstd.view(-1)
                 chunk_hidden = _linear_into(hidden[b, packed], normed, params.fc1_weight, params.fc1_bias)
@@ -244,8 +259,9 @@ class SwinBlockFunction(torch.autograd.Function):
                 if mlp_scale is not None:
                     chunk_out.mul_(mlp_scale[b])
                 _write_real_rows(out[b], chunk, chunk_out.add_(chunk_mid))
-        ctx.save_for_backward(x, attn_scale, mlp_scale, norm1_stats, qkv, attended, mid, norm2_stats, hidden,
-                              *param_list)
+        ctx.save_for_backward(
+            x, attn_scale, mlp_scale, norm1_stats, qkv, attended, mid, norm2_stats, hidden, *param_list
+        )
         ctx.layout, ctx.spec, ctx.chunk_tokens = layout, spec, chunk_tokens
         return out
 
@@ -279,8 +295,15 @@ class SwinBlockFunction(torch.autograd.Function):
                 grads['fc1_weight'].addmm_(grad_hidden.t(), normed)
                 grads['fc1_bias'] += grad_hidden.sum(0)
                 grad_mid, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
-                    grad_hidden @ params.fc1_weight, chunk_mid, (channels, ), mean, rstd, params.norm2_weight,
-                    params.norm2_bias, (True, True, True))
+                    grad_hidden @ params.fc1_weight,
+                    chunk_mid,
+                    (channels,),
+                    mean,
+                    rstd,
+                    params.norm2_weight,
+                    params.norm2_bias,
+                    (True, True, True),
+                )
                 grads['norm2_weight'] += grad_w
                 grads['norm2_bias'] += grad_b
                 grad_mid += grad  # the residual
@@ -292,8 +315,13 @@ class SwinBlockFunction(torch.autograd.Function):
                 grads['proj_bias'] += grad_proj.sum(0)
                 grad_attended = _to_all_rows(grad_proj @ params.proj_weight, chunk, num_rows)
                 grad_qkv, chunk_grad_bias = window_attention_backward(
-                    qkv[b, rows], _to_all_rows(chunk_attended, chunk, num_rows), grad_attended, bias,
-                    spec.num_heads, spec.scale)
+                    qkv[b, rows],
+                    _to_all_rows(chunk_attended, chunk, num_rows),
+                    grad_attended,
+                    bias,
+                    spec.num_heads,
+                    spec.scale,
+                )
                 grad_bias += chunk_grad_bias
                 if grads['qkv_bias'] is not None:
                     grads['qkv_bias'] += grad_qkv.sum(0)  # padded tokens' qkv is the bias: all rows count
@@ -303,11 +331,19 @@ class SwinBlockFunction(torch.autograd.Function):
                 normed = torch.addcmul(params.norm1_bias, (tokens - mean) * rstd, params.norm1_weight)
                 grads['qkv_weight'].addmm_(grad_qkv.t(), normed)
                 grad_tokens, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
-                    grad_qkv @ params.qkv_weight, tokens, (channels, ), mean, rstd, params.norm1_weight,
-                    params.norm1_bias, (True, True, True))
+                    grad_qkv @ params.qkv_weight,
+                    tokens,
+                    (channels,),
+                    mean,
+                    rstd,
+                    params.norm1_weight,
+                    params.norm1_bias,
+                    (True, True, True),
+                )
                 grads['norm1_weight'] += grad_w
                 grads['norm1_bias'] += grad_b
                 _write_real_rows(grad_x[b], chunk, grad_tokens.add_(grad_mid))  # + the residual
-        grads['bias_table'].index_add_(0, spec.relative_position_index,
-                                       grad_bias.permute(1, 2, 0).reshape(N * N, spec.num_heads))
+        grads['bias_table'].index_add_(
+            0, spec.relative_position_index, grad_bias.permute(1, 2, 0).reshape(N * N, spec.num_heads)
+        )
         return (grad_x, None, None, None, None, None, *grads.values())

@@ -1,0 +1,111 @@
+"""tools/benchmark.py: a smoke run at tiny sizes (every part runs and reports positive
+figures in its JSON; no timing assertions), the fit helper, and the missing-config skip."""
+
+import json
+import math
+import os
+import sys
+
+import pytest
+
+from .tools_runner import ROOT, run_tool
+
+sys.path.insert(0, os.path.join(ROOT, 'tools'))
+import benchmark  # noqa: E402
+
+NAMES = ('mmswin', 'mmdet', 'mmseg')
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def run_quick(tmp_path, *args):
+    out = tmp_path / 'bench.json'
+    result = run_tool(
+        'benchmark.py',
+        '--quick',
+        '--threads',
+        '1',
+        '--json',
+        str(out),
+        '--plot',
+        str(tmp_path / 'scaling.png'),
+        *args,
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_quick_run_reports_every_figure(tmp_path):
+    results, stdout = run_quick(tmp_path, '--parts', 'complexity', 'backbones', 'floor', 'scaling')
+    assert results['environment']['threads'] == 1 and results['environment']['dtype'] == 'fp32'
+
+    complexity = results['complexity']
+    for name in NAMES:
+        assert positive(complexity['params'][name])
+        assert all(positive(flops[name]) for flops in complexity['flops'].values())
+
+    backbones = results['backbones']
+    for timed in (
+        *backbones['inference'].values(),
+        backbones['throughput']['timing'],
+        backbones['train_step']['timing'],
+    ):
+        for name in NAMES:
+            assert positive(timed[name]['median_s']) and all(positive(t) for t in timed[name]['runs_s'])
+    assert all(positive(backbones['throughput']['images_per_s'][name]) for name in NAMES)
+    memory = backbones['train_memory']
+    assert 'profiler' in memory['method']
+    for name in NAMES:
+        assert positive(memory['peak_bytes'][name]) and positive(memory['peak_bytes'][f'{name}_with_cp'])
+    for peer in ('vs_mmdet', 'vs_mmseg'):
+        assert all(positive(ratio) for ratio in backbones['ratios'][peer].values())
+
+    floor = results['floor']
+    for name in NAMES:
+        entry = floor[name]
+        for key in ('time_s', 'matmuls_alone_s', 'time_over_own_floor', 'model_gflop_per_s', 'matmul_gflop_per_s'):
+            assert positive(entry[key]), (name, key)
+        assert entry['num_matmuls'] > 0
+
+    scaling = results['scaling']
+    assert scaling['sizes'] == [32, 48, 64]
+    for name in ('mmswin', 'global_attention'):
+        assert len(scaling['time_s'][name]) == 3 and all(positive(t) for t in scaling['time_s'][name])
+        assert math.isfinite(scaling['fits'][name]['linear']['r2'])
+    assert (tmp_path / 'scaling.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+    for heading in ('Backbones', 'Floor at', 'Scaling', 'train peak MiB'):
+        assert heading in stdout
+
+
+def test_models_part_skips_a_missing_config_with_its_name(tmp_path):
+    results, stdout = run_quick(
+        tmp_path, '--parts', 'models', '--det-config', 'no/such_det.py', '--seg-config', 'no/such_seg.py'
+    )
+    assert results['models']['mask_rcnn'] == {'skipped': 'config no/such_det.py not found'}
+    assert 'no/such_seg.py not found' in results['models']['upernet']['skipped']
+    assert 'mask_rcnn: skipped' in stdout
+
+
+@pytest.mark.slow
+def test_quick_run_of_the_whole_models(tmp_path):
+    det = os.path.join(ROOT, 'configs', 'mask_rcnn_swin_t.py')
+    seg = os.path.join(ROOT, 'configs', 'upernet_swin_t.py')
+    results, _ = run_quick(tmp_path, '--parts', 'models', '--det-config', det, '--seg-config', seg)
+    for task, peer in (('mask_rcnn', 'mmdet'), ('upernet', 'mmseg')):
+        entry = results['models'][task]
+        for name in ('mmswin', peer):
+            assert positive(entry['inference']['timing'][name]['median_s'])
+            assert positive(entry['train_step']['timing'][name]['median_s'])
+            assert positive(entry['train_memory']['peak_bytes'][name])
+        assert entry['params']['mmswin'] == entry['params'][peer]
+
+
+def test_linear_fit_and_power_law():
+    fit = benchmark.linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
+    assert fit['slope'] == pytest.approx(2) and fit['intercept'] == pytest.approx(1) and fit['r2'] == pytest.approx(1)
+    quadratic = benchmark.linear_fit([1, 2, 3, 4], [1, 4, 9, 16])
+    assert quadratic['r2'] < 0.97

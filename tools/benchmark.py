@@ -1,0 +1,1060 @@
+"""Benchmark SwinBackbone against MMDetection's and MMSegmentation's SwinTransformer.
+
+    python tools/benchmark.py                                  # every part, CPU fp32, 2 threads
+    python tools/benchmark.py --parts backbones floor          # some parts
+    python tools/benchmark.py --quick                          # tiny sizes: a smoke run
+
+All backbones run in one process, with the same weights and the same inputs,
+interleaved run by run (the order rotates every round); a figure is the median over
+``--repeats`` runs after ``--warmup`` runs. Parts (``--parts``):
+
+* ``complexity``: parameters and FLOPs of each backbone (MMEngine's FlopAnalyzer;
+  multiply-adds, the convention of the Swin paper and of OpenMMLab's tables).
+* ``backbones``: inference latency (batch 1, detection and segmentation sizes),
+  throughput (images/s at ``--throughput-batch``), one training step (forward +
+  backward, ``--train-batch`` at ``--train-size``) and its peak memory, with and
+  without activation checkpointing.
+* ``floor``: every matrix product the backbone's inference pass runs (linear layers,
+  and two batched matmuls per window attention), timed alone at the same shapes with
+  preallocated outputs, in the same run: the floor its time is compared with.
+* ``models``: the same for the whole Mask R-CNN and UperNet models built from the
+  project's configs, with our backbone and with the peer's.
+* ``scaling``: inference time from ``--scaling-sizes`` (square) for SwinBackbone and
+  for a plain ViT encoder of global attention (DeiT-S shape: width 384 = Swin-T's
+  stage-3 width, depth 12, patch 16); linear and power-law fits, and a PNG plot.
+
+Peak memory of a training step: on CUDA ``torch.cuda.max_memory_allocated``; on a CPU
+the peak of tensor memory allocated during the step, from the PyTorch profiler's
+allocation records (``profile_memory=True``: the running sum of every allocation and
+free, in order). Both exclude what existed before the step (weights, input). Peak RSS
+is not used: it counts the allocator's cached pages, not tensors.
+
+Prints a table and writes everything to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from mmswin.models import SwinBackbone  # noqa: E402
+from mmswin.models.backbones.swin import ARCH_ZOO, _resolve_arch  # noqa: E402
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+OURS, MMDET, MMSEG = 'mmswin', 'mmdet', 'mmseg'
+ALL_PARTS = ('complexity', 'backbones', 'floor', 'models', 'scaling')
+# --quick: a small Swin (every stage has a regular and a shifted block) for smoke runs.
+QUICK_ARCH = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+
+
+# ---------------------------------------------------------------------------------------
+# Timing and memory
+
+
+class Bench:
+    """Device, dtype and repeat counts shared by every measurement."""
+
+    def __init__(self, device: str, dtype: torch.dtype, warmup: int, repeats: int):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.warmup = warmup
+        self.repeats = repeats
+
+    def sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def interleaved(
+        self, runs: dict[str, Callable[[], object]], warmup: Optional[int] = None, repeats: Optional[int] = None
+    ) -> dict[str, dict]:
+        """Time each callable ``repeats`` times, one run of each per round, the order
+        rotating every round. Returns per name the median (s), the runs (s), and the
+        median CPU utilisation (process CPU time / wall time / threads; CPU only) that
+        shows whether other processes competed for the cores."""
+        warmup = self.warmup if warmup is None else warmup
+        repeats = self.repeats if repeats is None else repeats
+        names = list(runs)
+        gc.collect()
+        for _ in range(warmup):
+            for name in names:
+                runs[name]()
+        self.sync()
+        times: dict[str, list] = {name: [] for name in names}
+        usage: dict[str, list] = {name: [] for name in names}
+        foreign: dict[str, list] = {name: [] for name in names}
+        for round_index in range(repeats):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                machine_start, cpu_start, start = machine_busy_s(), time.process_time(), time.perf_counter()
+                runs[name]()
+                self.sync()
+                wall = time.perf_counter() - start
+                own = time.process_time() - cpu_start
+                times[name].append(wall)
+                usage[name].append(own / wall / torch.get_num_threads())
+                if machine_start is not None:
+                    foreign[name].append(max(0.0, machine_busy_s() - machine_start - own) / wall / os.cpu_count())
+        return {
+            name: dict(
+                median_s=statistics.median(times[name]),
+                runs_s=times[name],
+                cpu_utilisation=None if self.device.type == 'cuda' else statistics.median(usage[name]),
+                other_processes_cpu_share=max(foreign[name]) if foreign[name] else None,
+            )
+            for name in names
+        }
+
+    def peak_memory(self, step: Callable[[], object]) -> int:
+        """Peak bytes of tensor memory allocated while ``step`` runs, beyond what was
+        allocated before it (see the module docstring for the method)."""
+        gc.collect()
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            step()
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - before
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        running = peak = 0
+        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+            running += event.self_cpu_memory_usage
+            peak = max(peak, running)
+        return peak
+
+
+def machine_busy_s() -> Optional[float]:
+    """CPU seconds all processes have used so far (Linux ``/proc/stat``), else None."""
+    try:
+        with open('/proc/stat') as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf('SC_CLK_TCK')
+
+
+def memory_method(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return 'torch.cuda.max_memory_allocated() during the step, minus what was allocated before it'
+    return (
+        'CPU tensor-level accounting: peak of the running sum of tensor allocations and frees recorded by '
+        'torch.profiler (profile_memory=True) during the step; weights and input excluded; not peak RSS'
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Backbones
+
+
+def arch_kwargs(arch: str) -> dict:
+    embed_dims, depths, num_heads = _resolve_arch(arch)
+    return dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
+
+
+def build_backbones(arch: str, drop_path_rate: float, with_cp: bool = False, seed: int = 0) -> dict[str, nn.Module]:
+    """SwinBackbone, MMDetection's and MMSegmentation's SwinTransformer holding the same
+    weights (MMDetection's init, loaded into the others through their own loaders)."""
+    from mmdet.models.backbones.swin import SwinTransformer as DetSwin
+    from mmengine.logging import MMLogger
+    from mmseg.models.backbones.swin import SwinTransformer as SegSwin
+
+    torch.manual_seed(seed)
+    kwargs = dict(arch_kwargs(arch), drop_path_rate=drop_path_rate, with_cp=with_cp)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('ERROR')  # "no pretrained weights" / "loaded N tensors" notes
+    try:
+        det = DetSwin(**kwargs)
+        det.init_weights()
+        seg = SegSwin(**kwargs)
+        seg.load_state_dict(det.state_dict())
+        ours = SwinBackbone(arch=arch, drop_path_rate=drop_path_rate, with_cp=with_cp)
+        ours.load_state_dict(det.state_dict())
+    finally:
+        logger.setLevel(level)
+    return {OURS: ours, MMDET: det, MMSEG: seg}
+
+
+def training_step(model: nn.Module, x: Tensor, bench: Bench) -> Callable[[], None]:
+    """Forward + backward of the sum of the output maps' means; gradients reset first."""
+
+    def step():
+        for param in model.parameters():
+            param.grad = None
+        with bench.autocast():
+            outs = model(x)
+            loss = sum(out.float().mean() for out in outs)
+        loss.backward()
+
+    return step
+
+
+def inference_run(model: nn.Module, x: Tensor, bench: Bench) -> Callable[[], None]:
+
+    def run():
+        with torch.no_grad(), bench.autocast():
+            model(x)
+
+    return run
+
+
+def bench_backbones(args, bench: Bench) -> dict:
+    result: dict = dict(settings=dict(arch=args.arch, drop_path_rate=args.drop_path_rate))
+    models = build_backbones(args.arch, args.drop_path_rate)
+    for model in models.values():
+        model.to(bench.device).eval()
+    generator = torch.Generator().manual_seed(1)
+
+    def image(batch: int, size) -> Tensor:
+        return torch.randn(batch, 3, *size, generator=generator).to(bench.device)
+
+    result['inference'] = {}
+    for size in (args.det_size, args.seg_size):
+        x = image(1, size)
+        log(f'inference, batch 1, {size[0]}x{size[1]}')
+        result['inference'][size_key(size)] = bench.interleaved(
+            {k: inference_run(m, x, bench) for k, m in models.items()}
+        )
+    x = image(args.throughput_batch, args.seg_size)
+    log(f'throughput, batch {args.throughput_batch}, {size_key(args.seg_size)}')
+    timed = bench.interleaved({k: inference_run(m, x, bench) for k, m in models.items()})
+    result['throughput'] = dict(
+        batch=args.throughput_batch,
+        size=size_key(args.seg_size),
+        images_per_s={k: args.throughput_batch / v['median_s'] for k, v in timed.items()},
+        timing=timed,
+    )
+
+    x = image(args.train_batch, args.train_size)
+    for model in models.values():
+        model.train()
+    log(f'training step, batch {args.train_batch}, {size_key(args.train_size)}')
+    result['train_step'] = dict(
+        batch=args.train_batch,
+        size=size_key(args.train_size),
+        timing=bench.interleaved({k: training_step(m, x, bench) for k, m in models.items()}),
+    )
+    memory = {k: bench.peak_memory(training_step(m, x, bench)) for k, m in models.items()}
+    del models
+    checkpointed = build_backbones(args.arch, args.drop_path_rate, with_cp=True)
+    for name, model in checkpointed.items():
+        model.to(bench.device).train()
+        memory[f'{name}_with_cp'] = bench.peak_memory(training_step(model, x, bench))
+    result['train_memory'] = dict(method=memory_method(bench.device), peak_bytes=memory)
+    result['ratios'] = backbone_ratios(result)
+    return result
+
+
+def backbone_ratios(result: dict) -> dict:
+    """Speed-ups (peer time / our time) and memory ratios (ours / peer's)."""
+    ratios: dict = {}
+    for peer in (MMDET, MMSEG):
+        entry = {}
+        for size, timed in result['inference'].items():
+            entry[f'inference_{size}_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
+        entry['throughput_speedup'] = (
+            result['throughput']['images_per_s'][OURS] / result['throughput']['images_per_s'][peer]
+        )
+        timed = result['train_step']['timing']
+        entry['train_step_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
+        memory = result['train_memory']['peak_bytes']
+        entry['train_memory_ratio'] = memory[OURS] / memory[peer]
+        entry['train_memory_ratio_with_cp_vs_peer'] = memory[f'{OURS}_with_cp'] / memory[peer]
+        entry['train_memory_ratio_with_cp_vs_peer_with_cp'] = memory[f'{OURS}_with_cp'] / memory[f'{peer}_with_cp']
+        ratios[f'vs_{peer}'] = entry
+    return ratios
+
+
+# ---------------------------------------------------------------------------------------
+# Complexity
+
+
+def sdpa_flop_jit(inputs: list, outputs: list) -> int:
+    """FlopAnalyzer rule for ``scaled_dot_product_attention``: its two batched matrix
+    products, ``q @ k^T`` and ``weights @ v`` (multiply-adds)."""
+    from mmengine.analysis.jit_handles import get_shape
+
+    q_shape, k_shape, v_shape = (get_shape(value) for value in inputs[:3])
+    batch = math.prod(q_shape[:-2])
+    return batch * q_shape[-2] * k_shape[-2] * (q_shape[-1] + v_shape[-1])
+
+
+_flop_counts: dict = {}
+
+
+def count_backbone(model: nn.Module, size) -> int:
+    """Multiply-adds of one inference pass at batch 1, of the path each model runs
+    (MMEngine FlopAnalyzer, plus a rule for fused attention, which it lacks). Counted
+    once per model class and size."""
+    key = (type(model).__name__, type(model).__module__, tuple(size))
+    if key not in _flop_counts:
+        _flop_counts[key] = _count_backbone(model, size)
+    return _flop_counts[key]
+
+
+def _count_backbone(model: nn.Module, size) -> int:
+    from mmengine.analysis import FlopAnalyzer
+
+    model = copy.deepcopy(model).cpu()
+    model.eval()  # (MMDetection's train() returns None)
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (x,)).set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings('none')
+        return int(analyzer.total())
+
+
+def bench_complexity(args, bench: Bench) -> dict:
+    models = build_backbones(args.arch, args.drop_path_rate)
+    log('complexity (MMEngine FlopAnalyzer)')
+    return dict(
+        params={k: sum(p.numel() for p in m.parameters()) for k, m in models.items()},
+        flops={
+            size_key(size): {k: count_backbone(m, size) for k, m in models.items()}
+            for size in (args.det_size, args.seg_size)
+        },
+        flops_unit='multiply-adds (MMEngine FlopAnalyzer, with a rule for fused attention)',
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Floor: the backbone's matrix products alone
+
+
+class MatmulRecorder(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the shape of every matrix product an inference pass runs: ``(M, K, N)``
+    for mm/addmm/addmm_ (linear layers), ``(batch, M, K, N)`` for bmm, and fused
+    attention as its two batched products (``q @ k^T`` and ``weights @ v``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.products: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        if name in ('mm', 'addmm', 'addmm_'):
+            a, b = (args[0], args[1]) if name == 'mm' else (args[1], args[2])
+            self.products.append(('linear', a.shape[0], a.shape[1], b.shape[1], name != 'mm'))
+        elif name in ('bmm', 'baddbmm'):
+            a, b = (args[0], args[1]) if name == 'bmm' else (args[1], args[2])
+            self.products.append(('bmm', a.shape[0], a.shape[1], a.shape[2], b.shape[2]))
+        elif name.startswith('_scaled_dot_product'):
+            q, k = args[0], args[1]
+            batch = math.prod(q.shape[:-2])
+            self.products.append(('bmm', batch, q.shape[-2], q.shape[-1], k.shape[-2]))  # q @ k^T
+            self.products.append(('bmm', batch, q.shape[-2], k.shape[-2], q.shape[-1]))  # weights @ v
+        return func(*args, **kwargs)
+
+
+def record_matmuls(model: nn.Module, x: Tensor) -> list[tuple]:
+    recorder = MatmulRecorder()
+    with torch.no_grad(), recorder:
+        model(x)
+    return recorder.products
+
+
+def matmul_floor(products: list[tuple], device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
+    """A callable that runs the recorded products alone: random operands, outputs
+    preallocated (one buffer per shape), linear layers as ``addmm(bias, x, W.T)``."""
+    operands: dict = {}
+
+    def tensors(shape_key):
+        if shape_key not in operands:
+            kind = shape_key[0]
+            options = dict(device=device, dtype=dtype)
+            if kind == 'linear':
+                _, m, k, n, has_bias = shape_key
+                operands[shape_key] = (
+                    torch.randn(m, k, **options),
+                    torch.randn(n, k, **options).t(),
+                    torch.randn(n, **options),
+                    torch.empty(m, n, **options),
+                )
+            else:
+                _, batch, m, k, n = shape_key
+                operands[shape_key] = (
+                    torch.randn(batch, m, k, **options),
+                    torch.randn(batch, n, k, **options).transpose(1, 2),
+                    torch.empty(batch, m, n, **options),
+                )
+        return operands[shape_key]
+
+    calls = []
+    for key in products:
+        ops = tensors(key)
+        if key[0] == 'bmm':
+            calls.append(lambda a=ops[0], b=ops[1], out=ops[2]: torch.bmm(a, b, out=out))
+        elif key[4]:
+            calls.append(lambda a=ops[0], b=ops[1], bias=ops[2], out=ops[3]: torch.addmm(bias, a, b, out=out))
+        else:
+            calls.append(lambda a=ops[0], b=ops[1], out=ops[3]: torch.mm(a, b, out=out))
+
+    def run():
+        for call in calls:
+            call()
+
+    return run
+
+
+def product_flops(products: list[tuple]) -> int:
+    """Floating-point operations (2 per multiply-add) of the recorded products."""
+    total = 0
+    for key in products:
+        if key[0] == 'linear':
+            total += 2 * key[1] * key[2] * key[3]
+        else:
+            total += 2 * key[1] * key[2] * key[3] * key[4]
+    return total
+
+
+def bench_floor(args, bench: Bench) -> dict:
+    """Each backbone's inference time at the detection size against the time of its
+    own matrix products alone, measured interleaved in the same run."""
+    models = build_backbones(args.arch, args.drop_path_rate)
+    size = args.det_size
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(bench.device)
+    runs: dict = {}
+    products = {}
+    for name, model in models.items():
+        model.to(bench.device).eval()
+        with bench.autocast():
+            products[name] = record_matmuls(model, x)
+        runs[name] = inference_run(model, x, bench)
+        runs[f'{name}_matmuls'] = matmul_floor(products[name], bench.device, bench.dtype)
+    log(f'floor: backbones and their matrix products alone, {size_key(size)}')
+    timed = bench.interleaved(runs)
+    flops = {k: count_backbone(m, size) for k, m in models.items()}
+    result = dict(size=size_key(size), timing=timed, model_flops_multiply_adds=flops)
+    for name in models:
+        model_time = timed[name]['median_s']
+        floor_time = timed[f'{name}_matmuls']['median_s']
+        matmul_flops = product_flops(products[name])
+        result[name] = dict(
+            time_s=model_time,
+            matmuls_alone_s=floor_time,
+            time_over_own_floor=model_time / floor_time,
+            time_over_mmswin_floor=model_time / timed[f'{OURS}_matmuls']['median_s'],
+            num_matmuls=len(products[name]),
+            matmul_gflop=matmul_flops / 1e9,
+            model_gflop_per_s=2 * flops[name] / model_time / 1e9,
+            matmul_gflop_per_s=matmul_flops / floor_time / 1e9,
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Whole models from the configs
+
+
+def build_from_config(cfg, backbone: Optional[dict] = None) -> nn.Module:
+    """The config's model with random weights (no pretrained file read), SyncBN as BN;
+    ``backbone`` replaces the config's backbone."""
+    import importlib
+
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+
+    from mmswin.engine.setup_runner import adapt_to_hardware, register_scope
+
+    register_scope(cfg)
+    cfg = copy.deepcopy(cfg)
+    adapt_to_hardware(cfg, 'none')
+    cfg.model.backbone.init_cfg = None
+    if backbone is not None:
+        cfg.model.backbone = backbone
+    registry = importlib.import_module(f'{cfg.default_scope}.registry').MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = registry.build(cfg.model)
+    return revert_sync_batchnorm(model)
+
+
+def peer_backbone_cfg(cfg, peer_type: str, with_cp: bool = False) -> dict:
+    ours = cfg.model.backbone
+    arch = ours.get('arch', 'tiny')
+    return dict(
+        type=peer_type,
+        **(arch_kwargs(arch) if isinstance(arch, str) else dict(arch)),
+        window_size=ours.get('window_size', 7),
+        drop_path_rate=ours.get('drop_path_rate', 0.1),
+        out_indices=tuple(ours.get('out_indices', (0, 1, 2, 3))),
+        with_cp=with_cp,
+    )
+
+
+def share_weights(ours: nn.Module, peer: nn.Module) -> None:
+    """Same weights in both models: the peer's backbone into ours (through our loader),
+    everything else from ours into the peer."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('ERROR')
+    try:
+        ours.backbone.load_state_dict(peer.backbone.state_dict())
+    finally:
+        logger.setLevel(level)
+    rest = {k: v for k, v in ours.state_dict().items() if not k.startswith('backbone.')}
+    missing, unexpected = peer.load_state_dict(rest, strict=False)
+    assert not unexpected and all(k.startswith('backbone.') for k in missing), (missing, unexpected)
+
+
+def detection_batch(batch: int, size, num_classes: int, device: torch.device, with_targets: bool):
+    """Normalised images padded to 32 and DetDataSamples (with random boxes and masks)."""
+    import numpy as np
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    height, width = size
+    padded = (-(-height // 32) * 32, -(-width // 32) * 32)
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.randn(batch, 3, *padded, generator=generator).to(device)
+    samples = []
+    for _ in range(batch):
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(height, width),
+                ori_shape=(height, width),
+                pad_shape=padded,
+                batch_input_shape=padded,
+                scale_factor=(1.0, 1.0),
+            )
+        )
+        if with_targets:
+            corners = torch.rand(4, 2, 2, generator=generator) * torch.tensor([width, height])
+            boxes = torch.cat([corners.min(1).values, corners.max(1).values + 16], dim=1)
+            boxes[:, 0::2].clamp_(0, width)
+            boxes[:, 1::2].clamp_(0, height)
+            masks = np.zeros((4, height, width), dtype=np.uint8)
+            for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
+                masks[i, y1:y2, x1:x2] = 1
+            sample.gt_instances = InstanceData(
+                bboxes=boxes.to(device),
+                labels=torch.randint(0, num_classes, (4,), generator=generator).to(device),
+                masks=BitmapMasks(masks, height, width),
+            )
+        samples.append(sample)
+    return inputs, samples
+
+
+def segmentation_batch(batch: int, size, num_classes: int, device: torch.device, with_targets: bool):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.randn(batch, 3, *size, generator=generator).to(device)
+    samples = []
+    for _ in range(batch):
+        sample = SegDataSample(metainfo=dict(img_shape=tuple(size), ori_shape=tuple(size), pad_shape=tuple(size)))
+        if with_targets:
+            labels = torch.randint(0, num_classes, (1, *size), generator=generator)
+            sample.gt_sem_seg = PixelData(data=labels.to(device))
+        samples.append(sample)
+    return inputs, samples
+
+
+def model_runs(model: nn.Module, batch_fn, size, batch: int, train: bool, bench: Bench) -> Callable[[], None]:
+    inputs, samples = batch_fn(batch, size, with_targets=train)
+    if train:
+
+        def step():
+            for param in model.parameters():
+                param.grad = None
+            with bench.autocast():
+                losses = model.loss(inputs, samples)
+            loss = sum(
+                v.float().sum() if isinstance(v, Tensor) else sum(x.float().sum() for x in v)
+                for k, v in losses.items()
+                if 'loss' in k
+            )
+            loss.backward()
+
+        return step
+
+    def run():
+        with torch.no_grad(), bench.autocast():
+            model.predict(inputs, samples)
+
+    return run
+
+
+def bench_models(args, bench: Bench) -> dict:
+    from mmswin.engine.setup_runner import load_config
+
+    tasks = (
+        ('mask_rcnn', args.det_config, 'mmdet.SwinTransformer', MMDET, args.det_size),
+        ('upernet', args.seg_config, 'mmseg.SwinTransformer', MMSEG, args.seg_size),
+    )
+    result: dict = {}
+    for task, path, peer_type, peer, infer_size in tasks:
+        if not os.path.isfile(path):
+            result[task] = dict(skipped=f'config {path} not found')
+            log(f'models: {task} skipped, config {path} not found')
+            continue
+        cfg = load_config(path)
+        ours = build_from_config(cfg)
+        theirs = build_from_config(cfg, peer_backbone_cfg(cfg, peer_type))
+        share_weights(ours, theirs)
+        models = {OURS: ours.to(bench.device), peer: theirs.to(bench.device)}
+        if task == 'mask_rcnn':
+            batch_fn = functools.partial(
+                detection_batch, num_classes=cfg.model.roi_head.bbox_head.num_classes, device=bench.device
+            )
+        else:
+            batch_fn = functools.partial(
+                segmentation_batch, num_classes=cfg.model.decode_head.num_classes, device=bench.device
+            )
+        entry: dict = dict(config=path, peer=peer)
+        for model in models.values():
+            model.eval()
+        log(f'models: {task} inference, batch 1, {size_key(infer_size)}')
+        entry['inference'] = dict(
+            size=size_key(infer_size),
+            timing=bench.interleaved(
+                {k: model_runs(m, batch_fn, infer_size, 1, False, bench) for k, m in models.items()},
+                warmup=args.model_warmup,
+                repeats=args.model_repeats,
+            ),
+        )
+        for model in models.values():
+            model.train()
+        log(f'models: {task} training step, batch {args.train_batch}, {size_key(args.train_size)}')
+        steps = {k: model_runs(m, batch_fn, args.train_size, args.train_batch, True, bench) for k, m in models.items()}
+        entry['train_step'] = dict(
+            size=size_key(args.train_size),
+            batch=args.train_batch,
+            timing=bench.interleaved(steps, warmup=args.model_warmup, repeats=args.model_repeats),
+        )
+        entry['train_memory'] = dict(
+            method=memory_method(bench.device), peak_bytes={k: bench.peak_memory(step) for k, step in steps.items()}
+        )
+        entry['params'] = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
+        if args.model_flops:
+            entry['flops'] = model_flops(cfg, peer_type, infer_size)
+        timing = entry['inference']['timing']
+        memory = entry['train_memory']['peak_bytes']
+        entry['ratios'] = dict(
+            inference_speedup=timing[peer]['median_s'] / timing[OURS]['median_s'],
+            train_step_speedup=entry['train_step']['timing'][peer]['median_s']
+            / entry['train_step']['timing'][OURS]['median_s'],
+            train_memory_ratio=memory[OURS] / memory[peer],
+        )
+        result[task] = entry
+        del models, ours, theirs
+    return result
+
+
+def model_flops(cfg, peer_type: str, size) -> dict:
+    """Whole-model multiply-adds through tools/get_flops.py (the project's one counter)."""
+    from get_flops import count_complexity
+
+    peer_cfg = copy.deepcopy(cfg)
+    peer_cfg.model.backbone = peer_backbone_cfg(cfg, peer_type)
+    ours, theirs = count_complexity(cfg, tuple(size)), count_complexity(peer_cfg, tuple(size))
+    return dict(
+        size=size_key(size),
+        mmswin=ours.flops,
+        peer=theirs.flops,
+        mmswin_backbone=ours.backbone_flops,
+        peer_backbone=theirs.backbone_flops,
+        unit='multiply-adds',
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Scaling against a global-attention encoder
+
+
+class GlobalAttentionEncoder(nn.Module):
+    """A plain ViT encoder (DeiT-S shape by default): patch embedding, then ``depth``
+    pre-norm blocks of global multi-head attention (fused SDPA) and a 4x MLP."""
+
+    def __init__(self, embed_dims: int = 384, depth: int = 12, num_heads: int = 6, patch_size: int = 16):
+        super().__init__()
+        self.num_heads = num_heads
+        self.patch_embed = nn.Conv2d(3, embed_dims, patch_size, patch_size)
+        self.blocks = nn.ModuleList(
+            [
+                nn.ModuleDict(
+                    dict(
+                        norm1=nn.LayerNorm(embed_dims),
+                        qkv=nn.Linear(embed_dims, 3 * embed_dims),
+                        proj=nn.Linear(embed_dims, embed_dims),
+                        norm2=nn.LayerNorm(embed_dims),
+                        fc1=nn.Linear(embed_dims, 4 * embed_dims),
+                        fc2=nn.Linear(4 * embed_dims, embed_dims),
+                    )
+                )
+                for _ in range(depth)
+            ]
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # [B, L, C]
+        B, L, C = x.shape
+        for block in self.blocks:
+            q, k, v = block['qkv'](block['norm1'](x)).view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, C)
+            x = x + block['proj'](attended)
+            x = x + block['fc2'](F.gelu(block['fc1'](block['norm2'](x))))
+        return x
+
+
+def linear_fit(xs: list, ys: list) -> dict:
+    """Least squares ``y = a + b x`` with its R^2."""
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx
+    intercept = mean_y - slope * mean_x
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - mean_y) ** 2 for y in ys)
+    return dict(intercept=intercept, slope=slope, r2=1 - ss_res / ss_tot if ss_tot > 0 else 1.0)
+
+
+def bench_scaling(args, bench: Bench) -> dict:
+    torch.manual_seed(0)
+    ours = SwinBackbone(arch=args.arch, drop_path_rate=0.0).to(bench.device).eval()
+    width = ours.num_features[min(2, len(ours.num_features) - 1)]
+    vit = GlobalAttentionEncoder(embed_dims=width, num_heads=max(1, width // 64)).to(bench.device).eval()
+    names = {
+        OURS: f'SwinBackbone ({args.arch})',
+        'global_attention': f'ViT, global attention (width {width}, depth 12, patch 16)',
+    }
+    times: dict = {name: [] for name in names}
+    pixels = []
+    for side in args.scaling_sizes:
+        x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(side)).to(bench.device)
+        log(f'scaling: {side}x{side}')
+        timed = bench.interleaved(
+            {OURS: inference_run(ours, x, bench), 'global_attention': inference_run(vit, x, bench)},
+            repeats=args.scaling_repeats,
+        )
+        pixels.append(side * side)
+        for name in names:
+            times[name].append(timed[name]['median_s'])
+    fits = {}
+    for name in names:
+        fit = linear_fit(pixels, times[name])
+        exponent = linear_fit([math.log(p) for p in pixels], [math.log(t) for t in times[name]])['slope']
+        fits[name] = dict(linear=fit, power_law_exponent=exponent)
+    result = dict(sizes=list(args.scaling_sizes), pixels=pixels, time_s=times, fits=fits, labels=names)
+    if args.plot:
+        result['plot'] = plot_scaling(result, args.plot)
+    return result
+
+
+def plot_scaling(result: dict, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    megapixels = [p / 1e6 for p in result['pixels']]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    for name, marker in ((OURS, 'o'), ('global_attention', 's')):
+        times = result['time_s'][name]
+        fit = result['fits'][name]
+        (line,) = ax.plot(
+            megapixels,
+            times,
+            marker,
+            label=f'{result["labels"][name]}: exponent '
+            f'{fit["power_law_exponent"]:.2f}, linear R$^2$ {fit["linear"]["r2"]:.3f}',
+        )
+        grid = [megapixels[0] + (megapixels[-1] - megapixels[0]) * i / 50 for i in range(51)]
+        linear = fit['linear']
+        ax.plot(
+            grid,
+            [linear['intercept'] + linear['slope'] * g * 1e6 for g in grid],
+            '-',
+            color=line.get_color(),
+            alpha=0.5,
+            linewidth=1,
+        )
+    ax.set_xlabel(f'input pixels (millions), square images from {result["sizes"][0]} to {result["sizes"][-1]}')
+    ax.set_ylabel('inference time, batch 1 (s)')
+    ax.set_title('Time against pixels; lines: linear fits')
+    ax.legend(fontsize=7, loc='upper left')
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+
+
+def size_key(size) -> str:
+    return f'{size[0]}x{size[1]}'
+
+
+def log(message: str) -> None:
+    print(f'[benchmark {time.strftime("%H:%M:%S")}] {message}', file=sys.stderr, flush=True)
+
+
+def environment(args) -> dict:
+    import mmdet
+    import mmengine
+    import mmseg
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    return dict(
+        torch=torch.__version__,
+        mmengine=mmengine.__version__,
+        mmdet=mmdet.__version__,
+        mmseg=mmseg.__version__,
+        device=args.device,
+        dtype=args.dtype,
+        threads=torch.get_num_threads(),
+        cpu=cpu,
+        cuda=torch.cuda.get_device_name() if args.device == 'cuda' else None,
+        date=time.strftime('%Y-%m-%d %H:%M:%S'),
+        load_average=os.getloadavg(),
+    )
+
+
+def contention_note(timings: list) -> str:
+    """One line on whether other processes competed for the CPUs during the timed runs."""
+    usage = [t['cpu_utilisation'] for t in timings if t.get('cpu_utilisation') is not None]
+    foreign = [t['other_processes_cpu_share'] for t in timings if t.get('other_processes_cpu_share') is not None]
+    if not usage:
+        return ''
+    note = f'CPU utilisation of the timed runs {min(usage):.2f}-{max(usage):.2f} (1.0: every thread busy)'
+    if foreign:
+        note += f'; other processes used at most {100 * max(foreign):.0f}% of the CPUs during a run'
+    return note
+
+
+def format_report(results: dict) -> str:
+    lines = []
+    env = results['environment']
+    lines.append(
+        f'device {env["device"]} ({env["cuda"] or env["cpu"]}), {env["dtype"]}, {env["threads"]} threads, '
+        f'torch {env["torch"]}, mmdet {env["mmdet"]}, mmseg {env["mmseg"]}'
+    )
+    ms = lambda t: f'{1e3 * t:9.1f}'  # noqa: E731
+    if 'complexity' in results:
+        c = results['complexity']
+        lines.append('\nComplexity (FLOPs = multiply-adds, MMEngine)')
+        header = f'{"":18}{"params (M)":>12}' + ''.join(f'{"GFLOPs " + s:>20}' for s in c['flops'])
+        lines.append(header)
+        for name in c['params']:
+            lines.append(
+                f'{name:18}{c["params"][name] / 1e6:12.2f}'
+                + ''.join(f'{c["flops"][s][name] / 1e9:20.1f}' for s in c['flops'])
+            )
+    if 'backbones' in results:
+        b = results['backbones']
+        names = [OURS, MMDET, MMSEG]
+        lines.append('\nBackbones (medians; speed-up = peer time / ours; memory ratio = ours / peer)')
+        lines.append(f'{"measure":40}' + ''.join(f'{n:>12}' for n in names) + f'{"vs mmdet":>11}{"vs mmseg":>11}')
+        for size, timed in b['inference'].items():
+            lines.append(
+                f'{"inference ms, batch 1, " + size:40}'
+                + ''.join(f'{ms(timed[n]["median_s"]):>12}' for n in names)
+                + ''.join(f'{timed[p]["median_s"] / timed[OURS]["median_s"]:10.2f}x' for p in (MMDET, MMSEG))
+            )
+        tp = b['throughput']
+        lines.append(
+            f'{"throughput img/s, batch " + str(tp["batch"]) + ", " + tp["size"]:40}'
+            + ''.join(f'{tp["images_per_s"][n]:12.2f}' for n in names)
+            + ''.join(f'{tp["images_per_s"][OURS] / tp["images_per_s"][p]:10.2f}x' for p in (MMDET, MMSEG))
+        )
+        ts = b['train_step']
+        timed = ts['timing']
+        lines.append(
+            f'{"train step ms, batch " + str(ts["batch"]) + ", " + ts["size"]:40}'
+            + ''.join(f'{ms(timed[n]["median_s"]):>12}' for n in names)
+            + ''.join(f'{timed[p]["median_s"] / timed[OURS]["median_s"]:10.2f}x' for p in (MMDET, MMSEG))
+        )
+        mem = b['train_memory']['peak_bytes']
+        for suffix, label in (('', 'train peak MiB'), ('_with_cp', 'train peak MiB, with_cp')):
+            lines.append(
+                f'{label:40}'
+                + ''.join(f'{mem[n + suffix] / 2**20:12.0f}' for n in names)
+                + ''.join(f'{mem[OURS + suffix] / mem[p + suffix]:10.2f}x' for p in (MMDET, MMSEG))
+            )
+        lines.append(
+            f'{"ours with_cp / peer without":40}{"":36}'
+            + ''.join(f'{mem[OURS + "_with_cp"] / mem[p]:10.2f}x' for p in (MMDET, MMSEG))
+        )
+        lines.append(f'memory: {b["train_memory"]["method"]}')
+        timings = [timed for part in b['inference'].values() for timed in part.values()]
+        timings += list(b['throughput']['timing'].values()) + list(b['train_step']['timing'].values())
+        lines.append(contention_note(timings))
+    if 'floor' in results:
+        f = results['floor']
+        lines.append(f"\nFloor at {f['size']}: each backbone's matrix products alone (same run, same shapes)")
+        lines.append(
+            f'{"":10}{"time ms":>10}{"matmuls ms":>12}{"/own floor":>12}{"/mmswin floor":>15}'
+            f'{"model GFLOP/s":>15}{"matmul GFLOP/s":>16}'
+        )
+        for name in (OURS, MMDET, MMSEG):
+            e = f[name]
+            lines.append(
+                f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{e["time_over_own_floor"]:12.2f}'
+                f'{e["time_over_mmswin_floor"]:15.2f}{e["model_gflop_per_s"]:15.1f}{e["matmul_gflop_per_s"]:16.1f}'
+            )
+        lines.append(contention_note(list(f['timing'].values())))
+    if 'models' in results:
+        for task, e in results['models'].items():
+            if 'skipped' in e:
+                lines.append(f'\n{task}: skipped ({e["skipped"]})')
+                continue
+            peer = e['peer']
+            lines.append(f'\n{task} ({e["config"]}), backbone: {OURS} vs {peer}')
+            lines.append(f'{"measure":40}{OURS:>12}{peer:>12}{"ratio":>11}')
+            inf, tr = e['inference'], e['train_step']
+            lines.append(
+                f'{"inference ms, batch 1, " + inf["size"]:40}{ms(inf["timing"][OURS]["median_s"]):>12}'
+                f'{ms(inf["timing"][peer]["median_s"]):>12}{e["ratios"]["inference_speedup"]:10.2f}x'
+            )
+            lines.append(
+                f'{"train step ms, batch " + str(tr["batch"]) + ", " + tr["size"]:40}'
+                f'{ms(tr["timing"][OURS]["median_s"]):>12}{ms(tr["timing"][peer]["median_s"]):>12}'
+                f'{e["ratios"]["train_step_speedup"]:10.2f}x'
+            )
+            mem = e['train_memory']['peak_bytes']
+            lines.append(
+                f'{"train peak MiB":40}{mem[OURS] / 2**20:12.0f}{mem[peer] / 2**20:12.0f}'
+                f'{e["ratios"]["train_memory_ratio"]:10.2f}x'
+            )
+            lines.append(f'{"params (M)":40}{e["params"][OURS] / 1e6:12.2f}{e["params"][peer] / 1e6:12.2f}')
+            if 'flops' in e:
+                lines.append(
+                    f'{"GFLOPs (multiply-adds), " + e["flops"]["size"]:40}{e["flops"]["mmswin"] / 1e9:12.1f}'
+                    f'{e["flops"]["peer"] / 1e9:12.1f}'
+                )
+    if 'scaling' in results:
+        s = results['scaling']
+        lines.append('\nScaling: inference time (s), batch 1, square inputs')
+        lines.append(f'{"side":>6}' + ''.join(f'{n:>20}' for n in s['time_s']))
+        for i, side in enumerate(s['sizes']):
+            lines.append(f'{side:6d}' + ''.join(f'{s["time_s"][n][i]:20.3f}' for n in s['time_s']))
+        for name, fit in s['fits'].items():
+            lines.append(
+                f'{name}: linear fit R^2 {fit["linear"]["r2"]:.4f}, time ~ pixels^{fit["power_law_exponent"]:.2f}'
+            )
+        if s.get('plot'):
+            lines.append(f'plot: {s["plot"]}')
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Benchmark SwinBackbone against MMDetection and MMSegmentation',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument('--parts', nargs='+', choices=ALL_PARTS, default=list(ALL_PARTS))
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument(
+        '--dtype',
+        choices=tuple(DTYPES),
+        default='fp32',
+        help='fp32, or autocast to bf16 / fp16 (the chunked CPU training path is fp32 only)',
+    )
+    parser.add_argument('--threads', type=int, default=2, help='torch.set_num_threads')
+    parser.add_argument('--arch', default='tiny', choices=sorted(ARCH_ZOO), help="the backbones' preset")
+    parser.add_argument(
+        '--drop-path-rate',
+        type=float,
+        default=0.0,
+        help='stochastic depth of the backbones (0: every run does the same work)',
+    )
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--det-size', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'))
+    parser.add_argument('--seg-size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
+    parser.add_argument('--train-size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'))
+    parser.add_argument('--train-batch', type=int, default=2)
+    parser.add_argument('--throughput-batch', type=int, default=4)
+    parser.add_argument('--det-config', default='configs/mask_rcnn_swin_t.py')
+    parser.add_argument('--seg-config', default='configs/upernet_swin_t.py')
+    parser.add_argument('--model-warmup', type=int, default=1)
+    parser.add_argument('--model-repeats', type=int, default=3)
+    parser.add_argument('--model-flops', action='store_true', help='also count whole-model FLOPs (slow)')
+    parser.add_argument('--scaling-sizes', type=int, nargs='+', default=(256, 512, 768, 1024, 1280, 1536))
+    parser.add_argument('--scaling-repeats', type=int, default=3)
+    parser.add_argument('--json', default='work_dirs/benchmark/benchmark.json', help='where to write the results')
+    parser.add_argument('--plot', default='work_dirs/benchmark/scaling.png', help='scaling plot (PNG)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='tiny sizes and one repeat: checks that every part runs (figures meaningless)',
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.arch = QUICK_ARCH
+        args.det_size, args.seg_size, args.train_size = (64, 96), (64, 64), (64, 64)
+        args.scaling_sizes = (32, 48, 64)
+        args.warmup = args.model_warmup = 0
+        args.repeats = args.model_repeats = args.scaling_repeats = 1
+        args.throughput_batch = 2
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: CUDA is not available')
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/get_flops.py
+    bench = Bench(args.device, DTYPES[args.dtype], args.warmup, args.repeats)
+    results: dict = dict(environment=environment(args), settings={k: v for k, v in vars(args).items()})
+    parts = dict(
+        complexity=bench_complexity,
+        backbones=bench_backbones,
+        floor=bench_floor,
+        models=bench_models,
+        scaling=bench_scaling,
+    )
+    for part in ALL_PARTS:
+        if part in args.parts:
+            results[part if part != 'backbones' else 'backbones'] = parts[part](args, bench)
+    results['environment']['load_average_end'] = os.getloadavg()
+    print(format_report(results))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=1, default=str)
+        print(f'\nresults: {args.json}')
+    return results
+
+
+if __name__ == '__main__':
+    main()
