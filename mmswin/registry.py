@@ -2,9 +2,12 @@
 
 Children of MMEngine's root registries, so a config whose ``default_scope`` is ``mmdet``
 or ``mmseg`` can name ``type='mmswin.SwinBackbone'`` (or ``'mmswin.PlainCheckpointHook'``)
-and MMEngine finds it here.
+and MMEngine finds it here. Data sets (``type='mmswin.CheckedCocoDataset'``) resolve the
+same way; their modules import MMDetection or MMSegmentation, so they are named one by
+one and imported only when a config asks for an ``mmswin.`` data set.
 """
 
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -13,3 +16,9 @@ from mmengine.registry import Registry
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmswin', locations=['mmswin.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmswin', locations=['mmswin.engine'])
 OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin', locations=['mmswin.engine'])
+DATASETS = Registry(
+    'dataset',
+    parent=MMENGINE_DATASETS,
+    scope='mmswin',
+    locations=['mmswin.datasets.checked_coco', 'mmswin.datasets.checked_seg'],
+)

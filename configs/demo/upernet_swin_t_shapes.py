@@ -41,7 +41,7 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 dataset = dict(
-    type='BaseSegDataset',
+    type='mmswin.CheckedBaseSegDataset',
     data_root=data_root,
     metainfo=metainfo,
     img_suffix='.jpg',

@@ -29,6 +29,65 @@ DATA_HINTS = {
 class PreflightError(Exception):
     """A problem with the user's files or config, with a message that says the fix."""
 
+    def __str__(self) -> str:
+        message = super().__str__()
+        # A DataLoader worker's error is raised again in the main process with the
+        # worker's traceback as its message; the user's line is the traceback's last.
+        if 'Original Traceback' in message:
+            return message.rstrip().splitlines()[-1].split(': ', 1)[-1]
+        return message
+
+
+class BadDataError(PreflightError):
+    """A bad file in the data set, found while reading it (in training or evaluation)."""
+
+
+def invalid_json_error(path: str, line: int, column: int, reason: str) -> PreflightError:
+    return PreflightError(
+        f"annotation file '{path}' is not valid JSON: line {line} column {column}: {reason}; "
+        'fix the file or download it again'
+    )
+
+
+def _line_and_column(path: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of byte ``offset`` (read in chunks: COCO files are large)."""
+    line, line_start, position = 1, 0, 0
+    with open(path, 'rb') as f:
+        while position < offset:
+            chunk = f.read(min(1 << 20, offset - position))
+            if not chunk:
+                break
+            newlines = chunk.count(b'\n')
+            if newlines:
+                line += newlines
+                line_start = position + chunk.rfind(b'\n') + 1
+            position += len(chunk)
+    return line, offset - line_start + 1
+
+
+def check_json_file(path: str) -> None:
+    """Raise :class:`PreflightError` if a JSON file is empty, starts with something other than
+    ``{`` or ``[`` (an HTML error page, a Git LFS pointer), or stops before its closing bracket
+    (a cut-off download). Reads only the two ends; an error inside the file is reported by
+    the data set when it parses the file."""
+    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        head = f.read(4096)
+        f.seek(max(0, size - 4096))
+        tail = f.read()
+    body = head.lstrip()
+    if not body:
+        raise invalid_json_error(path, 1, 1, 'the file is empty')
+    if body[:1] not in (b'{', b'['):
+        line, column = _line_and_column(path, len(head) - len(body))
+        raise invalid_json_error(path, line, column, f"expected '{{' but the file starts with {body[:24]!r}")
+    closing = b'}' if body[:1] == b'{' else b']'
+    if not tail.rstrip().endswith(closing):
+        line, column = _line_and_column(path, size - (len(tail) - len(tail.rstrip())))
+        raise invalid_json_error(
+            path, line, column, f"the file ends before its closing '{closing.decode()}' (cut off while copying?)"
+        )
+
 
 def _datasets(dataset: dict) -> Iterator[dict]:
     """The leaf dataset configs inside wrappers such as RepeatDataset or ConcatDataset."""
@@ -44,7 +103,8 @@ def _datasets(dataset: dict) -> Iterator[dict]:
 
 
 def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
-    """Raise :class:`PreflightError` if an annotation file or image folder is missing."""
+    """Raise :class:`PreflightError` if an annotation file or image folder is missing, or a
+    JSON annotation file is visibly broken (see :func:`check_json_file`)."""
     hint = DATA_HINTS.get(cfg.get('default_scope'), 'check the data_root in the config')
     for key in loader_keys:
         loader = cfg.get(key)
@@ -64,6 +124,8 @@ def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
                     raise PreflightError(
                         f"data set not found: {key} expects the {what} '{path}'; " + hint.format(key=key)
                     )
+                if what == 'annotation file' and path.endswith('.json'):
+                    check_json_file(path)
 
 
 def _pretrained_checkpoints(node, path: str = 'model') -> Iterator[tuple[str, str]]:

@@ -1,5 +1,6 @@
 # ADE20K (SceneParsing, 150 classes), 512x512 crops, the OpenMMLab layout under data/ade/ADEChallengeData2016.
-dataset_type = 'ADE20KDataset'
+# ADE20KDataset that names bad files and label values (mmswin/datasets/checked_seg.py).
+dataset_type = 'mmswin.CheckedADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
 train_pipeline = [

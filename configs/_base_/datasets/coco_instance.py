@@ -1,5 +1,6 @@
 # COCO 2017 instance segmentation, the OpenMMLab layout under data/coco.
-dataset_type = 'CocoDataset'
+# CocoDataset that names bad files and annotations (mmswin/datasets/checked_coco.py).
+dataset_type = 'mmswin.CheckedCocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
