@@ -1,4 +1,5 @@
 """SwinBackbone: shapes, options, freezing, checkpointing, autocast, input checks."""
+
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def test_output_shapes_for_any_size(size):
 
 def test_presets_have_published_widths():
     for arch, dims in (('tiny', 96), ('small', 96), ('base', 128), ('large', 192)):
-        model = SwinBackbone(arch=arch, out_indices=(0, ))
+        model = SwinBackbone(arch=arch, out_indices=(0,))
         assert model.num_features[0] == dims and model.arch_settings['embed_dims'] == dims
     assert SwinBackbone(arch='small').arch_settings['depths'] == (2, 2, 18, 2)
     assert SwinBackbone(arch='large').arch_settings['num_heads'] == (6, 12, 24, 48)
@@ -125,12 +126,22 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
         reference = [base(x), unmasked(x)]
         # Fill padded tokens with large noise instead of zeros after norm1 (on the reference
         # and on the chunked path): masked keys must not matter.
-        monkeypatch.setattr(window_attention.WindowLayout, 'zero_padding',
-                            lambda self, t: t if self.valid_tokens is None else torch.where(
-                                self.valid_tokens, t, 30 * torch.randn_like(t)))
-        monkeypatch.setattr(chunked_block, 'padded_normed',
-                            lambda real, chunk, rows: real if chunk.valid_rows is None else
-                            (30 * torch.randn(rows, real.shape[1])).index_copy_(0, chunk.valid_rows, real))
+        monkeypatch.setattr(
+            window_attention.WindowLayout,
+            'zero_padding',
+            lambda self, t: (
+                t if self.valid_tokens is None else torch.where(self.valid_tokens, t, 30 * torch.randn_like(t))
+            ),
+        )
+        monkeypatch.setattr(
+            chunked_block,
+            'padded_normed',
+            lambda real, chunk, rows: (
+                real
+                if chunk.valid_rows is None
+                else (30 * torch.randn(rows, real.shape[1])).index_copy_(0, chunk.valid_rows, real)
+            ),
+        )
         noisy = [base(x), unmasked(x)]
     for a, b in zip(reference[0], noisy[0]):
         assert torch.allclose(a, b, atol=1e-4)
@@ -152,12 +163,12 @@ def test_autocast_outputs_are_finite_and_close(dtype):
 
 BAD_ARGS = [
     (dict(arch='huge'), ValueError, 'arch'),
-    (dict(arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1, ))), ValueError, 'depths'),
-    (dict(arch=dict(embed_dims=16, depths=(2, ), num_heads=(3, ))), ValueError, 'num_heads'),
-    (dict(arch=dict(embed_dims=16, depths=(2, ))), ValueError, 'num_heads'),
+    (dict(arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1,))), ValueError, 'depths'),
+    (dict(arch=dict(embed_dims=16, depths=(2,), num_heads=(3,))), ValueError, 'num_heads'),
+    (dict(arch=dict(embed_dims=16, depths=(2,))), ValueError, 'num_heads'),
     (dict(window_size=0), ValueError, 'window_size'),
     (dict(patch_size=0), ValueError, 'patch_size'),
-    (dict(out_indices=(4, )), ValueError, 'out_indices'),
+    (dict(out_indices=(4,)), ValueError, 'out_indices'),
     (dict(out_indices=()), ValueError, 'out_indices'),
     (dict(frozen_stages=5), ValueError, 'frozen_stages'),
     (dict(frozen_stages=-2), ValueError, 'frozen_stages'),

@@ -1,10 +1,16 @@
 """Window partition, relative position index, shift/padding masks and WindowMSA."""
+
 import pytest
 import torch
 
-from mmswin.models.layers.window_attention import (MASK_VALUE, WindowMSA, get_window_layout,
-                                                   relative_position_index, shift_region_labels,
-                                                   window_partition, window_reverse)
+from mmswin.models.layers.window_attention import (
+    MASK_VALUE,
+    WindowMSA,
+    get_window_layout,
+    relative_position_index,
+    window_partition,
+    window_reverse,
+)
 
 
 def test_partition_then_reverse_is_identity():
@@ -19,10 +25,10 @@ def test_relative_position_index_matches_offsets():
     M = 3
     index = relative_position_index(M)
     assert index.shape == (9, 9)
-    assert index.min() == 0 and index.max() == (2 * M - 1)**2 - 1
+    assert index.min() == 0 and index.max() == (2 * M - 1) ** 2 - 1
     # token 0 is (0, 0), token 8 is (2, 2): offset (-2, -2) -> row 0, col 0 of the table
     assert index[0, 8] == 0
-    assert index[8, 0] == (2 * M - 1)**2 - 1
+    assert index[8, 0] == (2 * M - 1) ** 2 - 1
     assert torch.all(index.diagonal() == (M - 1) * (2 * M - 1) + (M - 1))
 
 
@@ -46,7 +52,7 @@ def test_shift_mask_matches_region_definition(size):
     assert layout.regular_mask is None  # no padding, no padding mask
     # Mask-free windows come first in the shifted order.
     masked = expected.flatten(1).any(1)
-    assert not masked[:layout.shifted_mask_free].any() and masked[layout.shifted_mask_free:].all()
+    assert not masked[: layout.shifted_mask_free].any() and masked[layout.shifted_mask_free :].all()
 
 
 def test_shift_gather_equals_roll_then_partition():

@@ -320,12 +320,18 @@ def count_backbone(model: nn.Module, size) -> int:
 
 def _count_backbone(model: nn.Module, size) -> int:
     from mmengine.analysis import FlopAnalyzer
+    from mmengine.analysis.jit_handles import addmm_flop_jit
 
     model = copy.deepcopy(model).cpu()
     model.eval()  # (MMDetection's train() returns None)
     x = torch.randn(1, 3, *size)
     with torch.no_grad():
-        analyzer = FlopAnalyzer(model, (x,)).set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
+        analyzer = FlopAnalyzer(model, (x,)).set_op_handle(
+            'aten::scaled_dot_product_attention',
+            sdpa_flop_jit,
+            'aten::addmm_',  # our residual adds fused into the products
+            addmm_flop_jit,
+        )
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings('none')
         return int(analyzer.total())
 

@@ -1,4 +1,5 @@
 """Importing this package registers every mmswin model in :data:`mmswin.registry.MODELS`."""
+
 from .backbones import SwinBackbone
 
 __all__ = ['SwinBackbone']

@@ -3,6 +3,7 @@
 Data flow: image -> PatchEmbed -> per stage (SwinBlock x depth -> output norm ->
 PatchMerging) -> tuple of NCHW maps, one per entry of ``out_indices``.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
@@ -41,7 +42,7 @@ class DropPath(nn.Module):
         if self.drop_prob == 0.0 or not self.training:
             return x
         keep_prob = 1.0 - self.drop_prob
-        keep = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep_prob)
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
         return x * keep.div_(keep_prob)
 
     def extra_repr(self) -> str:
@@ -70,14 +71,33 @@ class SwinBlock(nn.Module):
     into the shifted window order and its output back.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, window_size: int, shifted: bool, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None, drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, attn_impl: str = 'sdpa'):
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        window_size: int,
+        shifted: bool,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        attn_impl: str = 'sdpa',
+    ):
         super().__init__()
         self.shifted = shifted
         self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = WindowMSA(embed_dims, num_heads, window_size, qkv_bias=qkv_bias, qk_scale=qk_scale,
-                              attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, attn_impl=attn_impl)
+        self.attn = WindowMSA(
+            embed_dims,
+            num_heads,
+            window_size,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop_rate=attn_drop_rate,
+            proj_drop_rate=drop_rate,
+            attn_impl=attn_impl,
+        )
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(embed_dims)
         self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
@@ -116,13 +136,31 @@ class SwinBlock(nn.Module):
     def params(self) -> BlockParams:
         """The block's tensors, for the chunked paths (:mod:`mmswin.models.layers.chunked_block`)."""
         attn, mlp = self.attn, self.mlp
-        return BlockParams(self.norm1.weight, self.norm1.bias, attn.qkv.weight, attn.qkv.bias,
-                           attn.relative_position_bias_table, attn.proj.weight, attn.proj.bias, self.norm2.weight,
-                           self.norm2.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias)
+        return BlockParams(
+            self.norm1.weight,
+            self.norm1.bias,
+            attn.qkv.weight,
+            attn.qkv.bias,
+            attn.relative_position_bias_table,
+            attn.proj.weight,
+            attn.proj.bias,
+            self.norm2.weight,
+            self.norm2.bias,
+            mlp.fc1.weight,
+            mlp.fc1.bias,
+            mlp.fc2.weight,
+            mlp.fc2.bias,
+        )
 
     def spec(self, layout: WindowLayout) -> BlockSpec:
-        return BlockSpec(self.attn.num_heads, self.attn.scale, self.norm1.eps, self.norm2.eps,
-                         self.shifted and layout.shift_size > 0, self.attn.relative_position_index)
+        return BlockSpec(
+            self.attn.num_heads,
+            self.attn.scale,
+            self.norm1.eps,
+            self.norm2.eps,
+            self.shifted and layout.shift_size > 0,
+            self.attn.relative_position_index,
+        )
 
     def forward_in_place(self, x: Tensor, layout: WindowLayout) -> Tensor:
         """Inference path: :meth:`forward` chunk by chunk of windows, written into ``x``
@@ -137,16 +175,23 @@ class SwinBlock(nn.Module):
         if self.training and self.drop_path.drop_prob > 0:
             keep_prob = 1.0 - self.drop_path.drop_prob
             scales = [x.new_empty(x.shape[0]).bernoulli_(keep_prob).div_(keep_prob) for _ in range(2)]
-        return SwinBlockFunction.apply(x, *scales, layout, self.spec(layout), chunked_block.CHUNK_TOKENS,
-                                       *self.params())
+        return SwinBlockFunction.apply(
+            x, *scales, layout, self.spec(layout), chunked_block.CHUNK_TOKENS, *self.params()
+        )
 
     def can_run_chunked(self, x: Tensor) -> bool:
         """The chunked training path covers fp32 CPU tensors outside autocast, with SDPA
         attention and stochastic depth but no dropout. (On a GPU, SDPA's fused kernels
         already take the bias gradient; that path is :meth:`forward_reference`.)"""
         dropout = self.training and (self.mlp.drop.p > 0 or self.attn.attn_drop_rate > 0 or self.attn.proj_drop.p > 0)
-        return (x.device.type == 'cpu' and x.dtype == torch.float32 and self.norm1.weight.dtype == torch.float32
-                and self.attn.attn_impl == 'sdpa' and not dropout and not torch.is_autocast_enabled('cpu'))
+        return (
+            x.device.type == 'cpu'
+            and x.dtype == torch.float32
+            and self.norm1.weight.dtype == torch.float32
+            and self.attn.attn_impl == 'sdpa'
+            and not dropout
+            and not torch.is_autocast_enabled('cpu')
+        )
 
 
 class SwinStage(nn.Module):
@@ -156,18 +201,36 @@ class SwinStage(nn.Module):
     before merging) and the input of the next stage (merged, or ``None``).
     """
 
-    def __init__(self, embed_dims: int, depth: int, num_heads: int, window_size: int,
-                 drop_path_rates: Sequence[float], downsample: bool, mask_padding: bool = False,
-                 with_cp: bool = False, **block_kwargs):
+    def __init__(
+        self,
+        embed_dims: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        drop_path_rates: Sequence[float],
+        downsample: bool,
+        mask_padding: bool = False,
+        with_cp: bool = False,
+        **block_kwargs,
+    ):
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2
         self.mask_padding = mask_padding
         self.with_cp = with_cp
-        self.blocks = nn.ModuleList([
-            SwinBlock(embed_dims, num_heads, window_size, shifted=(i % 2 == 1), drop_path_rate=drop_path_rates[i],
-                      **block_kwargs) for i in range(depth)
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                SwinBlock(
+                    embed_dims,
+                    num_heads,
+                    window_size,
+                    shifted=(i % 2 == 1),
+                    drop_path_rate=drop_path_rates[i],
+                    **block_kwargs,
+                )
+                for i in range(depth)
+            ]
+        )
         self.downsample = PatchMerging(embed_dims) if downsample else None
 
     def can_run_in_place(self, tokens: Tensor) -> bool:
@@ -231,31 +294,50 @@ class SwinBackbone(BaseModule):
         init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``.
     """
 
-    def __init__(self, arch: Union[str, dict] = 'tiny', pretrain_img_size: Union[int, Sequence[int]] = 224,
-                 in_channels: int = 3, window_size: int = 7, patch_size: int = 4, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: Optional[float] = None, patch_norm: bool = True,
-                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 use_abs_pos_embed: bool = False, out_indices: Sequence[int] = (0, 1, 2, 3),
-                 frozen_stages: int = -1, with_cp: bool = False, mask_padding: bool = False,
-                 attn_impl: str = 'sdpa', init_cfg: Optional[Union[dict, list]] = None):
+    def __init__(
+        self,
+        arch: Union[str, dict] = 'tiny',
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        in_channels: int = 3,
+        window_size: int = 7,
+        patch_size: int = 4,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        patch_norm: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        use_abs_pos_embed: bool = False,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        with_cp: bool = False,
+        mask_padding: bool = False,
+        attn_impl: str = 'sdpa',
+        init_cfg: Optional[Union[dict, list]] = None,
+    ):
         super().__init__(init_cfg=init_cfg)
         embed_dims, depths, num_heads = _resolve_arch(arch)
         _check_int('window_size', window_size, minimum=1)
         _check_int('patch_size', patch_size, minimum=1)
         _check_int('in_channels', in_channels, minimum=1)
         if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+            raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
         if not mlp_ratio > 0:
             raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
-        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
-                           ('drop_path_rate', drop_path_rate)):
+        for name, rate in (
+            ('drop_rate', drop_rate),
+            ('attn_drop_rate', attn_drop_rate),
+            ('drop_path_rate', drop_path_rate),
+        ):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f'{name} must be in [0, 1), got {rate}')
         num_stages = len(depths)
         self.out_indices = _normalise_out_indices(out_indices, num_stages)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be an int in [-1, {num_stages}] (number of stages), '
-                             f'got {frozen_stages!r}')
+            raise ValueError(
+                f'frozen_stages must be an int in [-1, {num_stages}] (number of stages), got {frozen_stages!r}'
+            )
 
         self.arch_settings = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
         self.in_channels = in_channels
@@ -268,8 +350,11 @@ class SwinBackbone(BaseModule):
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
         self.use_abs_pos_embed = use_abs_pos_embed
         if use_abs_pos_embed:
-            size = (pretrain_img_size, pretrain_img_size) if isinstance(pretrain_img_size, int) else tuple(
-                pretrain_img_size)
+            size = (
+                (pretrain_img_size, pretrain_img_size)
+                if isinstance(pretrain_img_size, int)
+                else tuple(pretrain_img_size)
+            )
             grid = (size[0] // patch_size, size[1] // patch_size)
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *grid))
         self.drop_after_pos = nn.Dropout(drop_rate)
@@ -282,10 +367,23 @@ class SwinBackbone(BaseModule):
         for i, depth in enumerate(depths[:num_built]):
             start = sum(depths[:i])
             self.stages.append(
-                SwinStage(self.num_features[i], depth, num_heads[i], window_size, rates[start:start + depth],
-                          downsample=i < num_built - 1, mask_padding=mask_padding, with_cp=with_cp,
-                          mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate,
-                          attn_drop_rate=attn_drop_rate, attn_impl=attn_impl))
+                SwinStage(
+                    self.num_features[i],
+                    depth,
+                    num_heads[i],
+                    window_size,
+                    rates[start : start + depth],
+                    downsample=i < num_built - 1,
+                    mask_padding=mask_padding,
+                    with_cp=with_cp,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate,
+                    attn_impl=attn_impl,
+                )
+            )
         # Norms only for returned stages: an unused parameter would break DDP.
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
@@ -345,14 +443,19 @@ class SwinBackbone(BaseModule):
         if x.dim() != 4:
             raise ValueError(f'SwinBackbone expects a 4-D input [B, C, H, W], got shape {tuple(x.shape)}')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'SwinBackbone was built with in_channels={self.in_channels} but the input has '
-                             f'{x.shape[1]} channels (shape {tuple(x.shape)}); set in_channels to match')
+            raise ValueError(
+                f'SwinBackbone was built with in_channels={self.in_channels} but the input has '
+                f'{x.shape[1]} channels (shape {tuple(x.shape)}); set in_channels to match'
+            )
         if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(f'SwinBackbone got an empty input of shape {tuple(x.shape)}; batch, height and '
-                             'width must be at least 1')
+            raise ValueError(
+                f'SwinBackbone got an empty input of shape {tuple(x.shape)}; batch, height and width must be at least 1'
+            )
         if not x.is_floating_point():
-            raise TypeError(f'SwinBackbone expects a floating-point input, got dtype {x.dtype}; '
-                            'convert it with x.float() (and normalise it) first')
+            raise TypeError(
+                f'SwinBackbone expects a floating-point input, got dtype {x.dtype}; '
+                'convert it with x.float() (and normalise it) first'
+            )
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """``[B, C, H, W]`` -> tuple of ``[B, C_i, H_i, W_i]``, ``H_0 = ceil(H / patch_size)``,
@@ -383,8 +486,10 @@ def _resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[i
     if isinstance(arch, str):
         key = ARCH_ALIASES.get(arch.lower(), arch.lower())
         if key not in ARCH_ZOO:
-            raise ValueError(f'Unknown arch {arch!r}; choose one of {sorted(ARCH_ZOO)} or pass a dict with '
-                             'embed_dims, depths and num_heads')
+            raise ValueError(
+                f'Unknown arch {arch!r}; choose one of {sorted(ARCH_ZOO)} or pass a dict with '
+                'embed_dims, depths and num_heads'
+            )
         arch = ARCH_ZOO[key]
     elif not isinstance(arch, dict):
         raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
@@ -394,28 +499,33 @@ def _resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[i
     embed_dims, depths, num_heads = arch['embed_dims'], tuple(arch['depths']), tuple(arch['num_heads'])
     _check_int('arch.embed_dims', embed_dims, minimum=1)
     if len(depths) == 0 or len(depths) != len(num_heads):
-        raise ValueError(f'arch.depths and arch.num_heads must be non-empty and of the same length, got '
-                         f'depths={depths} and num_heads={num_heads}')
+        raise ValueError(
+            f'arch.depths and arch.num_heads must be non-empty and of the same length, got '
+            f'depths={depths} and num_heads={num_heads}'
+        )
     for i, (depth, heads) in enumerate(zip(depths, num_heads)):
         _check_int(f'arch.depths[{i}]', depth, minimum=1)
         _check_int(f'arch.num_heads[{i}]', heads, minimum=1)
         width = embed_dims * 2**i
         if width % heads:
-            raise ValueError(f'stage {i} has width {width} (embed_dims * 2**{i}), which is not divisible by '
-                             f'num_heads[{i}]={heads}')
+            raise ValueError(
+                f'stage {i} has width {width} (embed_dims * 2**{i}), which is not divisible by num_heads[{i}]={heads}'
+            )
     return embed_dims, depths, num_heads
 
 
 def _normalise_out_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
     if isinstance(out_indices, int):
-        out_indices = (out_indices, )
+        out_indices = (out_indices,)
     if len(out_indices) == 0:
         raise ValueError('out_indices must name at least one stage')
     normalised = []
     for index in out_indices:
         if not isinstance(index, int) or not -num_stages <= index < num_stages:
-            raise ValueError(f'out_indices entries must be ints in [{-num_stages}, {num_stages - 1}] for '
-                             f'{num_stages} stages, got {index!r} in {tuple(out_indices)}')
+            raise ValueError(
+                f'out_indices entries must be ints in [{-num_stages}, {num_stages - 1}] for '
+                f'{num_stages} stages, got {index!r} in {tuple(out_indices)}'
+            )
         normalised.append(index % num_stages)
     if len(set(normalised)) != len(normalised):
         raise ValueError(f'out_indices has duplicates: {tuple(out_indices)}')

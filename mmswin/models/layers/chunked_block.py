@@ -99,19 +99,24 @@ def window_attention_backward(
     rows, channels = out.shape
     N = bias.shape[-1]
     head_dims = channels // num_heads
-    q, k, v = qkv.view(-1, N, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)  # [W, heads, N, d]
-    out = out.view(-1, N, num_heads, head_dims).transpose(1, 2)
-    grad_out = grad_out.view(-1, N, num_heads, head_dims).transpose(1, 2)
+    windows = rows // N
+    # One head-major copy of q, k, v and one of grad_out: every product below is then a
+    # batched matmul on contiguous or transposed ``[W * heads, N, d]`` views, with no
+    # further copies inside matmul.
+    q, k, v = qkv.view(windows, N, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+    grad_heads = grad_out.view(windows, N, num_heads, head_dims).transpose(1, 2).contiguous()
+    # softmax backward's row term, sum_d(grad_out * out), taken in the token layout
+    delta = (grad_out * out).view(windows, N, num_heads, head_dims).sum(-1).transpose(1, 2).unsqueeze(-1)
     weights = torch.softmax(torch.matmul(q, k.transpose(-2, -1)).mul_(scale).add_(bias), dim=-1)  # [W, heads, N, N]
-    grad_v = torch.matmul(weights.transpose(-2, -1), grad_out)
-    grad_scores = torch.matmul(grad_out, v.transpose(-2, -1))
-    grad_scores.sub_((grad_out * out).sum(-1, keepdim=True)).mul_(weights)  # softmax backward
+    grad_qkv = qkv.new_empty(windows, N, 3, num_heads, head_dims)
+    grad_qkv[:, :, 2].copy_(torch.matmul(weights.transpose(-2, -1), grad_heads).transpose(1, 2))
+    grad_scores = torch.matmul(grad_heads, v.transpose(-2, -1))
+    grad_scores.sub_(delta).mul_(weights)
     grad_bias = grad_scores.sum(0)
     grad_scores.mul_(scale)
-    grad_q = torch.matmul(grad_scores, k)
-    grad_k = torch.matmul(grad_scores.transpose(-2, -1), q)
-    grad_qkv = torch.stack((grad_q, grad_k, grad_v)).permute(1, 3, 0, 2, 4).reshape(rows, 3 * channels)
-    return grad_qkv, grad_bias
+    grad_qkv[:, :, 0].copy_(torch.matmul(grad_scores, k).transpose(1, 2))
+    grad_qkv[:, :, 1].copy_(torch.matmul(grad_scores.transpose(-2, -1), q).transpose(1, 2))
+    return grad_qkv.view(rows, 3 * channels), grad_bias
 
 
 def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:

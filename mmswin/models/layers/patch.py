@@ -3,6 +3,7 @@
 Both pad at the bottom and right, so any input size works and the top-left pixel of
 every output token is where the unpadded model would put it.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -14,6 +14,7 @@ Numerically this equals the reference formulation "pad the normalised tokens wit
 zeros, roll by ``-shift``, partition, attend with the shift mask": padded tokens are
 re-zeroed after ``norm1`` in every block (see :meth:`WindowLayout.zero_padding`).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -58,9 +59,9 @@ def relative_position_index(window_size: int) -> Tensor:
     ``(dy + M - 1) * (2M - 1) + (dx + M - 1)`` where ``(dy, dx)`` is the offset of
     token ``i`` from token ``j``. This is the table layout of the public Swin weights.
     """
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')
-    ).flatten(1)  # [2, N]
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')).flatten(
+        1
+    )  # [2, N]
     offset = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # [2, N, N]
     return offset[0] * (2 * window_size - 1) + offset[1]
 
@@ -75,8 +76,8 @@ def shift_region_labels(padded_height: int, padded_width: int, window_size: int,
 
     def band_labels(size: int) -> Tensor:
         labels = torch.zeros(size, dtype=torch.long)
-        labels[size - window_size:size - shift_size] = 1
-        labels[size - shift_size:] = 2
+        labels[size - window_size : size - shift_size] = 1
+        labels[size - shift_size :] = 2
         return labels
 
     return band_labels(padded_height)[:, None] * 3 + band_labels(padded_width)[None, :]
@@ -146,7 +147,7 @@ class WindowLayout:
         """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped."""
         grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
         if self.needs_padding:
-            grid = grid[:, :self.height, :self.width].contiguous()
+            grid = grid[:, : self.height, : self.width].contiguous()
         return grid
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
@@ -216,14 +217,25 @@ def _plan_chunks(layout: WindowLayout, shifted: bool, max_windows: int) -> list[
                 num_valid = valid_rows.numel()
             elif shifted:
                 scatter = gather
-            chunks.append(WindowChunk(first, last, masked, rows, gather, valid_rows, scatter,
-                                      slice(packed_start, packed_start + num_valid)))
+            chunks.append(
+                WindowChunk(
+                    first,
+                    last,
+                    masked,
+                    rows,
+                    gather,
+                    valid_rows,
+                    scatter,
+                    slice(packed_start, packed_start + num_valid),
+                )
+            )
             packed_start += num_valid
     return chunks
 
 
-def _build_window_layout(height: int, width: int, window_size: int, shift_size: int, mask_padding: bool,
-                         device: torch.device) -> WindowLayout:
+def _build_window_layout(
+    height: int, width: int, window_size: int, shift_size: int, mask_padding: bool, device: torch.device
+) -> WindowLayout:
     padded_height = -(-height // window_size) * window_size
     padded_width = -(-width // window_size) * window_size
     num_tokens = padded_height * padded_width
@@ -249,8 +261,9 @@ def _build_window_layout(height: int, width: int, window_size: int, shift_size: 
     shifted_mask_free = num_windows
     if shift_size > 0:
         # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
-        regular_index = window_reverse(torch.arange(num_tokens).view(1, num_tokens, 1), window_size,
-                                       padded_height, padded_width)[0, :, :, 0]
+        regular_index = window_reverse(
+            torch.arange(num_tokens).view(1, num_tokens, 1), window_size, padded_height, padded_width
+        )[0, :, :, 0]
         rolled = torch.roll(regular_index, shifts=(-shift_size, -shift_size), dims=(0, 1))
         to_shifted = in_windows(rolled)  # [nW, N], windows in row-major order
         labels = in_windows(shift_region_labels(padded_height, padded_width, window_size, shift_size))
@@ -291,16 +304,23 @@ def _build_window_layout(height: int, width: int, window_size: int, shift_size: 
         shifted_mask=additive(shifted_forbidden),
         shifted_window_order=None if shifted_window_order is None else shifted_window_order.to(device),
         regular_mask_free=leading_mask_free(regular_forbidden),
-        shifted_mask_free=shifted_mask_free if shifted_forbidden is not None and shifted_forbidden.any() else
-        num_windows,
+        shifted_mask_free=shifted_mask_free
+        if shifted_forbidden is not None and shifted_forbidden.any()
+        else num_windows,
     )
 
 
 _layout_cache: 'OrderedDict[tuple, WindowLayout]' = OrderedDict()
 
 
-def get_window_layout(height: int, width: int, window_size: int, shift_size: int, mask_padding: bool = False,
-                      device: torch.device | str = 'cpu') -> WindowLayout:
+def get_window_layout(
+    height: int,
+    width: int,
+    window_size: int,
+    shift_size: int,
+    mask_padding: bool = False,
+    device: torch.device | str = 'cpu',
+) -> WindowLayout:
     """The :class:`WindowLayout` for a grid, from a bounded LRU cache.
 
     The peers rebuild the shift mask in every block on every forward; here it is built
@@ -337,9 +357,17 @@ class WindowMSA(nn.Module):
             (explicit matmul + softmax, the reference formulation).
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, window_size: int, qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
-                 attn_impl: str = 'sdpa') -> None:
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        window_size: int,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_impl: str = 'sdpa',
+    ) -> None:
         super().__init__()
         self.embed_dims = embed_dims
         self.num_heads = num_heads
@@ -351,10 +379,9 @@ class WindowMSA(nn.Module):
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1)**2, num_heads))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         # Recomputed from window_size, so not saved in checkpoints.
-        self.register_buffer('relative_position_index', relative_position_index(window_size).view(-1),
-                             persistent=False)
+        self.register_buffer('relative_position_index', relative_position_index(window_size).view(-1), persistent=False)
 
     def relative_position_bias(self) -> Tensor:
         """``[num_heads, N, N]`` bias gathered from the table, contiguous.
@@ -387,8 +414,7 @@ class WindowMSA(nn.Module):
             attn_bias = attn_bias + mask.unsqueeze(1)  # [nW, heads, N, N]
             if num_windows_total != num_windows:
                 batch = num_windows_total // num_windows
-                attn_bias = attn_bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(
-                    num_windows_total, heads, N, N)
+                attn_bias = attn_bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(num_windows_total, heads, N, N)
         attn_bias = attn_bias.to(q.dtype)
         dropout_p = self.attn_drop_rate if self.training else 0.0
 
