@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-dist test-slow demo demo-seg model-zoo lint clean
+.PHONY: setup test test-dist test-slow demo demo-seg model-zoo benchmark lint clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ demo-seg: setup
 # (parameter/FLOP counts of unchanged models are reused; drop --reuse-counts to recount all).
 model-zoo: setup
 	$(PY) tools/model_zoo.py --reuse-counts
+
+# The figures of docs/benchmark.md (about 25 minutes on 2 CPU cores; add --device cuda on a GPU).
+benchmark: setup
+	$(PY) tools/benchmark.py --repeats 7 --model-flops --json work_dirs/benchmark/benchmark.json \
+		--plot work_dirs/benchmark/scaling.png
 
 lint: setup
 	$(VENV)/bin/ruff check mmswin tools tests configs

@@ -69,6 +69,11 @@ def test_quick_run_reports_every_figure(tmp_path):
         for key in ('time_s', 'matmuls_alone_s', 'time_over_own_floor', 'model_gflop_per_s', 'matmul_gflop_per_s'):
             assert positive(entry[key]), (name, key)
         assert entry['num_matmuls'] > 0
+    for name in ('mmswin', 'mmdet'):  # the training step against its forward and backward products
+        entry = floor['train'][name]
+        assert all(positive(entry[key]) for key in ('time_s', 'matmuls_alone_s', 'time_over_own_floor'))
+        assert entry['num_matmuls'] > floor[name]['num_matmuls']  # backward products recorded too
+        assert positive(entry['matmul_gflop'])
 
     scaling = results['scaling']
     assert scaling['sizes'] == [32, 48, 64]
@@ -77,7 +82,7 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert math.isfinite(scaling['fits'][name]['linear']['r2'])
     assert (tmp_path / 'scaling.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
-    for heading in ('Backbones', 'Floor at', 'Scaling', 'train peak MiB'):
+    for heading in ('Backbones', 'Floor at', 'Training step, batch', 'Scaling', 'train peak MiB'):
         assert heading in stdout
 
 

@@ -16,7 +16,11 @@ interleaved run by run (the order rotates every round); a figure is the median o
   without activation checkpointing.
 * ``floor``: every matrix product the backbone's inference pass runs (linear layers,
   and two batched matmuls per window attention), timed alone at the same shapes with
-  preallocated outputs, in the same run: the floor its time is compared with.
+  preallocated outputs, in the same run: the floor its time is compared with. The same
+  for one training step (forward and backward products), ours and MMDetection's.
+* ``profile``: for ours and MMDetection's backbone, one inference pass at the
+  detection size: profiler self time per group of operators (matrix products, fused
+  attention, GELU, copies, ...) and the pass's minor page faults and system time.
 * ``models``: the same for the whole Mask R-CNN and UperNet models built from the
   project's configs, with our backbone and with the peer's.
 * ``scaling``: inference time from ``--scaling-sizes`` (square) for SwinBackbone and
@@ -59,7 +63,7 @@ from mmswin.models.backbones.swin import ARCH_ZOO, _resolve_arch  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 OURS, MMDET, MMSEG = 'mmswin', 'mmdet', 'mmseg'
-ALL_PARTS = ('complexity', 'backbones', 'floor', 'models', 'scaling')
+ALL_PARTS = ('complexity', 'backbones', 'floor', 'profile', 'models', 'scaling')
 # --quick: a small Swin (every stage has a regular and a shifted block) for smoke runs.
 QUICK_ARCH = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
 
@@ -471,6 +475,113 @@ def bench_floor(args, bench: Bench) -> dict:
             matmul_gflop=matmul_flops / 1e9,
             model_gflop_per_s=2 * flops[name] / model_time / 1e9,
             matmul_gflop_per_s=matmul_flops / floor_time / 1e9,
+        )
+    result['train'] = train_step_floor(args, bench, {k: models[k] for k in (OURS, MMDET)})
+    return result
+
+
+def train_step_floor(args, bench: Bench, models: dict[str, nn.Module]) -> dict:
+    """The training step's time against its matrix products alone (forward and
+    backward, recorded during one step), for ours and MMDetection's: how much of the
+    step is overhead that a faster backbone could remove."""
+    x = torch.randn(args.train_batch, 3, *args.train_size, generator=torch.Generator().manual_seed(2))
+    x = x.to(bench.device)
+    runs: dict = {}
+    products = {}
+    for name, model in models.items():
+        model.train()
+        step = training_step(model, x, bench)
+        recorder = MatmulRecorder()
+        with recorder:
+            step()
+        products[name] = recorder.products
+        runs[name] = step
+        runs[f'{name}_matmuls'] = matmul_floor(products[name], bench.device, bench.dtype)
+    log(f'floor: training steps and their matrix products alone, batch {args.train_batch}, {size_key(args.train_size)}')
+    timed = bench.interleaved(runs)
+    result: dict = dict(size=size_key(args.train_size), batch=args.train_batch, timing=timed)
+    for name in models:
+        step_time, floor_time = timed[name]['median_s'], timed[f'{name}_matmuls']['median_s']
+        result[name] = dict(
+            time_s=step_time,
+            matmuls_alone_s=floor_time,
+            overhead_s=step_time - floor_time,
+            time_over_own_floor=step_time / floor_time,
+            num_matmuls=len(products[name]),
+            matmul_gflop=product_flops(products[name]) / 1e9,
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Profile: where an inference pass spends its time
+
+OP_GROUPS = (
+    ('matrix products', ('aten::mm', 'aten::addmm', 'aten::addmm_', 'aten::bmm', 'aten::baddbmm')),
+    (
+        'fused attention',
+        tuple(
+            f'aten::_scaled_dot_product_{k}'
+            for k in ('flash_attention_for_cpu', 'flash_attention', 'efficient_attention', 'cudnn_attention')
+        ),
+    ),
+    ('softmax', ('aten::_softmax',)),
+    ('GELU', ('aten::gelu',)),
+    ('layer norm', ('aten::native_layer_norm',)),
+    (
+        'copies (pad, roll, gather, partition)',
+        (
+            'aten::copy_',
+            'aten::index_select',
+            'aten::index_copy_',
+            'aten::constant_pad_nd',
+            'aten::roll',
+            'aten::cat',
+            'aten::index',
+            'aten::fill_',
+            'aten::zero_',
+        ),
+    ),
+)
+
+
+def bench_profile(args, bench: Bench) -> dict:
+    """For ours and MMDetection's backbone, one inference pass at the detection size:
+    the profiler's self time per group of operators, and (Linux) the minor page faults
+    and system time of a pass, which show how much fresh memory it touches."""
+    import resource
+
+    from torch.profiler import ProfilerActivity, profile
+
+    models = {k: m for k, m in build_backbones(args.arch, args.drop_path_rate).items() if k in (OURS, MMDET)}
+    x = torch.randn(1, 3, *args.det_size, generator=torch.Generator().manual_seed(3)).to(bench.device)
+    log(f'profile: inference, batch 1, {size_key(args.det_size)}')
+    cuda = bench.device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    result: dict = dict(size=size_key(args.det_size), unit='ms of self time (CPU, or CUDA on a GPU)')
+    for name, model in models.items():
+        model.to(bench.device).eval()  # (MMDetection's train()/eval() return None: no chaining)
+        run = inference_run(model, x, bench)
+        run()
+        bench.sync()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        run()
+        bench.sync()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        with profile(activities=activities) as prof:
+            run()
+            bench.sync()
+        self_ms = {
+            e.key: (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e3 for e in prof.key_averages()
+        }
+        total = sum(self_ms.values())
+        groups = {group: sum(self_ms.get(op, 0.0) for op in ops) for group, ops in OP_GROUPS}
+        groups['everything else'] = total - sum(groups.values())
+        result[name] = dict(
+            total_ms=total,
+            groups_ms=groups,
+            minor_page_faults=after.ru_minflt - before.ru_minflt,
+            system_time_s=after.ru_stime - before.ru_stime,
         )
     return result
 
@@ -937,6 +1048,37 @@ def format_report(results: dict) -> str:
                 f'{e["time_over_mmswin_floor"]:15.2f}{e["model_gflop_per_s"]:15.1f}{e["matmul_gflop_per_s"]:16.1f}'
             )
         lines.append(contention_note(list(f['timing'].values())))
+        if 'train' in f:
+            t = f['train']
+            lines.append(
+                f'\nTraining step, batch {t["batch"]}, {t["size"]}: against its matrix products alone '
+                '(forward and backward, same run)'
+            )
+            lines.append(f'{"":10}{"time ms":>10}{"matmuls ms":>12}{"overhead ms":>13}{"/own floor":>12}{"GFLOP":>9}')
+            for name in (OURS, MMDET):
+                e = t[name]
+                lines.append(
+                    f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{ms(e["overhead_s"]):>13}'
+                    f'{e["time_over_own_floor"]:12.2f}{e["matmul_gflop"]:9.1f}'
+                )
+            lines.append(contention_note(list(t['timing'].values())))
+    if 'profile' in results:
+        p = results['profile']
+        lines.append(f'\nProfile of one inference pass, batch 1, {p["size"]} (self time, ms and share)')
+        lines.append(f'{"":40}{OURS:>18}{MMDET:>18}')
+        for group in list(p[OURS]['groups_ms']):
+            cells = ''.join(
+                f'{p[n]["groups_ms"][group]:10.1f} ({100 * p[n]["groups_ms"][group] / p[n]["total_ms"]:3.0f}%)'
+                for n in (OURS, MMDET)
+            )
+            lines.append(f'{group:40}{cells}')
+        lines.append(f'{"total":40}' + ''.join(f'{p[n]["total_ms"]:10.1f}{"":8}' for n in (OURS, MMDET)))
+        lines.append(
+            f'{"minor page faults, one pass":40}' + ''.join(f'{p[n]["minor_page_faults"]:>18,}' for n in (OURS, MMDET))
+        )
+        lines.append(
+            f'{"system time s, one pass":40}' + ''.join(f'{p[n]["system_time_s"]:18.2f}' for n in (OURS, MMDET))
+        )
     if 'models' in results:
         for task, e in results['models'].items():
             if 'skipped' in e:
@@ -1046,6 +1188,7 @@ def main(argv=None) -> dict:
         complexity=bench_complexity,
         backbones=bench_backbones,
         floor=bench_floor,
+        profile=bench_profile,
         models=bench_models,
         scaling=bench_scaling,
     )
