@@ -383,11 +383,20 @@ class MatmulRecorder(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def record_matmuls(model: nn.Module, x: Tensor) -> list[tuple]:
+def record_matmuls(run: Callable[[], object]) -> list[tuple]:
+    """The matrix products one call of ``run`` makes (an inference pass or a training step)."""
     recorder = MatmulRecorder()
-    with torch.no_grad(), recorder:
-        model(x)
+    with recorder:
+        run()
     return recorder.products
+
+
+def timed_against_own_products(runs: dict[str, Callable[[], object]], bench: Bench) -> tuple[dict, dict]:
+    """Times each run and, interleaved with them, its own matrix products alone
+    (``'<name>_matmuls'``). Returns the timings and the recorded products per name."""
+    products = {name: record_matmuls(run) for name, run in runs.items()}
+    floors = {f'{name}_matmuls': matmul_floor(products[name], bench.device, bench.dtype) for name in runs}
+    return bench.interleaved({**runs, **floors}), products
 
 
 def matmul_floor(products: list[tuple], device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
@@ -450,16 +459,10 @@ def bench_floor(args, bench: Bench) -> dict:
     models = build_backbones(args.arch, args.drop_path_rate)
     size = args.det_size
     x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1)).to(bench.device)
-    runs: dict = {}
-    products = {}
-    for name, model in models.items():
+    for model in models.values():
         model.to(bench.device).eval()
-        with bench.autocast():
-            products[name] = record_matmuls(model, x)
-        runs[name] = inference_run(model, x, bench)
-        runs[f'{name}_matmuls'] = matmul_floor(products[name], bench.device, bench.dtype)
     log(f'floor: backbones and their matrix products alone, {size_key(size)}')
-    timed = bench.interleaved(runs)
+    timed, products = timed_against_own_products({k: inference_run(m, x, bench) for k, m in models.items()}, bench)
     flops = {k: count_backbone(m, size) for k, m in models.items()}
     result = dict(size=size_key(size), timing=timed, model_flops_multiply_adds=flops)
     for name in models:
@@ -486,19 +489,10 @@ def train_step_floor(args, bench: Bench, models: dict[str, nn.Module]) -> dict:
     step is overhead that a faster backbone could remove."""
     x = torch.randn(args.train_batch, 3, *args.train_size, generator=torch.Generator().manual_seed(2))
     x = x.to(bench.device)
-    runs: dict = {}
-    products = {}
-    for name, model in models.items():
+    for model in models.values():
         model.train()
-        step = training_step(model, x, bench)
-        recorder = MatmulRecorder()
-        with recorder:
-            step()
-        products[name] = recorder.products
-        runs[name] = step
-        runs[f'{name}_matmuls'] = matmul_floor(products[name], bench.device, bench.dtype)
     log(f'floor: training steps and their matrix products alone, batch {args.train_batch}, {size_key(args.train_size)}')
-    timed = bench.interleaved(runs)
+    timed, products = timed_against_own_products({k: training_step(m, x, bench) for k, m in models.items()}, bench)
     result: dict = dict(size=size_key(args.train_size), batch=args.train_batch, timing=timed)
     for name in models:
         step_time, floor_time = timed[name]['median_s'], timed[f'{name}_matmuls']['median_s']
