@@ -1,9 +1,13 @@
 """Missing data sets and checkpoints give one clear line, before any heavy work."""
 
+import subprocess
+import sys
+
 import pytest
 from mmengine.config import Config
 
-from mmswin.engine.preflight import PreflightError, check_checkpoints, check_datasets
+from mmswin.engine.preflight import BadDataError, PreflightError, check_checkpoints, check_datasets, run_tool
+from tests.tools_runner import ROOT
 
 
 def det_cfg(tmp_path, **extra):
@@ -75,3 +79,38 @@ def test_truncated_pretrained_checkpoint_is_reported_before_training(tmp_path):
     good.write_bytes(good.read_bytes()[:200])
     with pytest.raises(PreflightError, match='truncated'):
         check_checkpoints(det_cfg(tmp_path))
+
+
+def test_run_tool_prints_one_error_line_and_exits_2():
+    script = (
+        'from mmswin.engine.preflight import PreflightError, run_tool\n'
+        'def main():\n'
+        "    raise PreflightError('data set not found: data/coco; run make demo')\n"
+        'run_tool(main)\n'
+    )
+    result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == 'error: data set not found: data/coco; run make demo\n'  # no traceback
+    assert result.stdout == ''
+
+
+def test_run_tool_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(lambda: 3)
+    assert exit_.value.code == 3 and capsys.readouterr().err == ''
+
+    def bad_data():
+        raise BadDataError('cannot read image x.png')
+
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(bad_data)
+    assert exit_.value.code == 2 and capsys.readouterr().err == 'error: cannot read image x.png\n'
+
+    def diverged():
+        raise FloatingPointError('the loss is nan')
+
+    with pytest.raises(SystemExit) as exit_:
+        run_tool(diverged, also={FloatingPointError: 1})
+    assert exit_.value.code == 1 and capsys.readouterr().err == 'error: the loss is nan\n'
+    with pytest.raises(FloatingPointError):
+        run_tool(diverged)  # not caught unless named in ``also``

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from mmswin.engine.preflight import PreflightError  # noqa: E402
+from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 # Mask head RoIs in MMDetection's StandardRoIHead.forward (``rois[:100]``).
 MASK_HEAD_ROIS = 100
@@ -246,8 +246,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except PreflightError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)

@@ -33,7 +33,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError  # noqa: E402
+from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/get_flops.py, also when imported
 from get_flops import Complexity  # noqa: E402
@@ -434,8 +434,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except PreflightError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)

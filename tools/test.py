@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError  # noqa: E402
+from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -80,8 +80,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except PreflightError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)

@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from mmswin.engine.finite_loss import NonFiniteLossError  # noqa: E402
-from mmswin.engine.preflight import PreflightError  # noqa: E402
+from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -91,11 +91,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except PreflightError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
-    except NonFiniteLossError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
+    run_tool(main, also={NonFiniteLossError: 1})

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mmswin.engine.preflight import PreflightError  # noqa: E402
+from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 # Mask mosaic colours (RGB): allowed pairs, allowed pairs of a padded query (its output
 # is thrown away), pairs masked because the tokens come from different regions, pairs
@@ -473,8 +473,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except PreflightError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)

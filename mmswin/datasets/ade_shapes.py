@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_directory
-from .shapes import SHAPE_CLASSES, check_set_arguments, draw_shapes, random_image_size
+from .shapes import SHAPE_CLASSES, check_set_arguments, draw_split
 
 SEG_CLASSES = ('background',) + SHAPE_CLASSES
 SPLITS = ('training', 'validation')
@@ -38,12 +38,10 @@ def generate_ade_shapes(
             label_dir = os.path.join(staging, 'annotations', split)
             os.makedirs(image_dir)
             os.makedirs(label_dir)
-            for index in range(count):
-                height, width = random_image_size(rng, size_range)
-                image, shapes = draw_shapes(
-                    rng, height, width, max_shapes, min_visible_fraction=0.0, radius_range=radius_range
-                )
-                labels = np.zeros((height, width), dtype=np.uint8)
+            for index, image, shapes in draw_split(
+                rng, count, size_range, max_shapes, radius_range, min_visible_fraction=0.0
+            ):
+                labels = np.zeros(image.shape[:2], dtype=np.uint8)
                 for shape in shapes:
                     labels[shape.visible_mask] = shape.label + 1
                 name = f'{split}_{index:06d}'

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_directory
-from .shapes import SHAPE_CLASSES, check_set_arguments, draw_shapes, mask_to_polygons, random_image_size
+from .shapes import SHAPE_CLASSES, check_set_arguments, draw_split, mask_to_polygons
 
 SPLITS = ('train', 'val')
 
@@ -30,9 +30,8 @@ def coco_split(
 ) -> dict:
     """Draw ``num_images`` images into ``image_dir`` and return their COCO annotation dict."""
     images, annotations = [], []
-    for image_id in range(1, num_images + 1):
-        height, width = random_image_size(rng, size_range)
-        image, shapes = draw_shapes(rng, height, width, max_shapes, radius_range=radius_range)
+    for index, image, shapes in draw_split(rng, num_images, size_range, max_shapes, radius_range):
+        image_id, (height, width) = index + 1, image.shape[:2]
         file_name = f'{image_id:06d}.png'
         cv2.imwrite(os.path.join(image_dir, file_name), image)
         images.append(dict(id=image_id, file_name=file_name, height=height, width=width))

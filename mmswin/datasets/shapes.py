@@ -8,6 +8,7 @@ same images on every machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -120,6 +121,23 @@ def draw_shapes(
         if area > 0 and visible.sum() >= min_visible_fraction * area:
             shapes.append(DrawnShape(label, visible))
     return image, shapes
+
+
+def draw_split(
+    rng: np.random.Generator,
+    count: int,
+    size_range: tuple[int, int],
+    max_shapes: int,
+    radius_range: tuple[float, float],
+    min_visible_fraction: float = 0.4,
+) -> Iterator[tuple[int, np.ndarray, list[DrawnShape]]]:
+    """``(index, image, shapes)`` for the ``count`` images of one split: a random size
+    (:func:`random_image_size`), then the shapes (:func:`draw_shapes`). Both demo sets draw
+    their splits through this, so they consume ``rng`` in the same order."""
+    for index in range(count):
+        height, width = random_image_size(rng, size_range)
+        image, shapes = draw_shapes(rng, height, width, max_shapes, min_visible_fraction, radius_range)
+        yield index, image, shapes
 
 
 def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:

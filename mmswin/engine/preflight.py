@@ -7,7 +7,8 @@ path and the fix, not a stack trace from deep inside a data loader.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+import sys
+from typing import Callable, Iterator, Mapping, NoReturn, Optional
 
 from mmengine.config import Config
 
@@ -40,6 +41,24 @@ class PreflightError(Exception):
 
 class BadDataError(PreflightError):
     """A bad file in the data set, found while reading it (in training or evaluation)."""
+
+
+def run_tool(main: Callable[[], Optional[int]], also: Optional[Mapping[type, int]] = None) -> NoReturn:
+    """Run a command-line tool's ``main()`` and exit with what it returns.
+
+    A :class:`PreflightError` is printed as one ``error: ...`` line on stderr, with no
+    traceback, and exits with code 2; ``also`` maps further exception types to their own
+    exit codes (checked after PreflightError, in order). Every tool in tools/ ends with
+    this, so they all report user errors the same way instead of each repeating the
+    try/except.
+    """
+    errors = {PreflightError: 2, **(also or {})}
+    try:
+        code = main()
+    except tuple(errors) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(next(exit_code for kind, exit_code in errors.items() if isinstance(error, kind)))
+    sys.exit(code)
 
 
 def invalid_json_error(path: str, line: int, column: int, reason: str) -> PreflightError:
