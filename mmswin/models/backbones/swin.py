@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from mmswin.checkpoint import register_checkpoint_hooks
 from mmswin.models.layers import chunked_block
-from mmswin.models.layers.chunked_block import BlockParams, BlockSpec, SwinBlockFunction, block_forward_in_place
+from mmswin.models.layers.chunked_block import (
+    BlockParams,
+    BlockSpec,
+    ScratchBuffers,
+    SwinBlockFunction,
+    block_forward_in_place,
+)
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.window_attention import WindowLayout, WindowMSA, get_window_layout
 from mmswin.registry import MODELS
@@ -162,11 +168,11 @@ class SwinBlock(nn.Module):
             self.attn.relative_position_index,
         )
 
-    def forward_in_place(self, x: Tensor, layout: WindowLayout) -> Tensor:
+    def forward_in_place(self, x: Tensor, layout: WindowLayout, scratch: Optional[ScratchBuffers] = None) -> Tensor:
         """Inference path: :meth:`forward` chunk by chunk of windows, written into ``x``
         (``[B, L, C]``, owned by the caller). Only without autograd and without active
         dropout; see :func:`~mmswin.models.layers.chunked_block.block_forward_in_place`."""
-        return block_forward_in_place(x, layout, self.params(), self.spec(layout), chunked_block.CHUNK_TOKENS)
+        return block_forward_in_place(x, layout, self.params(), self.spec(layout), chunked_block.CHUNK_TOKENS, scratch)
 
     def forward_chunked(self, x: Tensor, layout: WindowLayout) -> Tensor:
         """Training path on CPU: :meth:`forward` as one autograd node that keeps about half
@@ -249,8 +255,9 @@ class SwinStage(nn.Module):
         if self.can_run_in_place(tokens):
             if tokens.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
                 tokens = tokens.clone()  # to_windows gave a view of x; the blocks overwrite their input
+            scratch = ScratchBuffers()  # shared by the stage's blocks, freed with the stage
             for block in self.blocks:
-                block.forward_in_place(tokens, layout)
+                block.forward_in_place(tokens, layout, scratch)
             out = layout.to_grid(tokens)
             return out, (self.downsample(out) if self.downsample is not None else None)
         for block in self.blocks:

@@ -119,6 +119,26 @@ def window_attention_backward(
     return grad_qkv.view(rows, 3 * channels), grad_bias
 
 
+class ScratchBuffers:
+    """Scratch matrices that every chunk of a stage's blocks reuses (inference).
+
+    A chunk's qkv and MLP layer are megabytes; allocated afresh for each chunk, the
+    allocator hands them back to the OS and every chunk pays page faults again for
+    memory it just gave up. ``take`` returns a view of one growing buffer per name.
+    """
+
+    def __init__(self):
+        self._flat: dict[str, Tensor] = {}
+
+    def take(self, name: str, rows: int, cols: int, like: Tensor) -> Tensor:
+        """A ``[rows, cols]`` matrix of ``like``'s dtype and device, contents undefined."""
+        flat = self._flat.get(name)
+        if flat is None or flat.numel() < rows * cols or flat.dtype != like.dtype or flat.device != like.device:
+            flat = like.new_empty(rows * cols)
+            self._flat[name] = flat
+        return flat[: rows * cols].view(rows, cols)
+
+
 def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``out = x @ weight.T + bias``, written into ``out`` (a buffer the caller keeps)."""
     if bias is None:
@@ -171,29 +191,47 @@ def _write_real_rows(image: Tensor, chunk: WindowChunk, real: Tensor) -> None:
 
 
 def block_forward_in_place(
-    x: Tensor, layout: WindowLayout, params: BlockParams, spec: BlockSpec, chunk_tokens: int = CHUNK_TOKENS
+    x: Tensor,
+    layout: WindowLayout,
+    params: BlockParams,
+    spec: BlockSpec,
+    chunk_tokens: int = CHUNK_TOKENS,
+    scratch: Optional[ScratchBuffers] = None,
 ) -> Tensor:
     """One Swin block without autograd, chunk by chunk, written into ``x``.
 
     ``x``: ``[B, L, C]`` tokens in regular window order, owned by the caller; the real
     tokens are overwritten with the block's output (padded ones are left alone) and
-    ``x`` is returned. The residual adds happen in place.
+    ``x`` is returned. The residual adds happen in place. ``scratch`` may be shared by
+    the blocks of a stage so that they reuse the same qkv and MLP buffers.
     """
     channels = x.shape[2]
+    hidden_dims = params.fc1_weight.shape[0]
     N = layout.window_size * layout.window_size
     chunks = layout.window_chunks(spec.shifted, max(1, chunk_tokens // N))
     biases = attention_biases(params, spec, layout, chunks)
+    scratch = scratch if scratch is not None else ScratchBuffers()
+    # Under autocast the products return another dtype than x: no preallocated outputs.
+    into_scratch = x.dtype == params.qkv_weight.dtype and not torch.is_autocast_enabled(x.device.type)
     for image in x:  # [L, C]
         for chunk, bias in zip(chunks, biases):
             tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded
+            num_rows, num_real = chunk.rows.stop - chunk.rows.start, tokens.shape[0]
             normed = F.layer_norm(tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
-            normed = padded_normed(normed, chunk, chunk.rows.stop - chunk.rows.start)
-            attended = window_attention(
-                F.linear(normed, params.qkv_weight, params.qkv_bias), bias, spec.num_heads, spec.scale
-            )
+            normed = padded_normed(normed, chunk, num_rows)
+            if into_scratch:
+                qkv = scratch.take('qkv', num_rows, 3 * channels, x)
+                _linear_into(qkv, normed, params.qkv_weight, params.qkv_bias)
+            else:
+                qkv = F.linear(normed, params.qkv_weight, params.qkv_bias)
+            attended = window_attention(qkv, bias, spec.num_heads, spec.scale)
             _add_linear_(tokens, _real_rows(attended, chunk), params.proj_weight, params.proj_bias)
             normed = F.layer_norm(tokens, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps)
-            hidden = F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias))
+            if into_scratch:
+                hidden = scratch.take('hidden', num_real, hidden_dims, x)
+                torch.ops.aten.gelu_(_linear_into(hidden, normed, params.fc1_weight, params.fc1_bias))
+            else:
+                hidden = F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias))
             _add_linear_(tokens, hidden, params.fc2_weight, params.fc2_bias)
             if chunk.scatter is not None:
                 image.index_copy_(0, chunk.scatter, tokens)

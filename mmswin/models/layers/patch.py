@@ -6,6 +6,7 @@ every output token is where the unpadded model would put it.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,7 +37,10 @@ class PatchEmbed(nn.Module):
         self.norm = nn.LayerNorm(embed_dims) if patch_norm else nn.Identity()
 
     def forward(self, images: Tensor) -> Tensor:
-        x = self.proj(pad_to_multiple(images, self.patch_size, channels_last=False))
+        # A channels-last image makes the convolution write [B, H, W, C] directly, so the
+        # permute below is free instead of a transposing copy of the largest feature map.
+        images = pad_to_multiple(images, self.patch_size, channels_last=False)
+        x = self.proj(images.contiguous(memory_format=torch.channels_last))
         return self.norm(x.permute(0, 2, 3, 1))
 
 
