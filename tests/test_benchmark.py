@@ -66,7 +66,15 @@ def test_quick_run_reports_every_figure(tmp_path):
     floor = results['floor']
     for name in NAMES:
         entry = floor[name]
-        for key in ('time_s', 'matmuls_alone_s', 'time_over_own_floor', 'model_gflop_per_s', 'matmul_gflop_per_s'):
+        for key in (
+            'time_s',
+            'matmuls_alone_s',
+            'time_over_own_floor',
+            'essential_alone_s',
+            'essential_over_own_floor',
+            'model_gflop_per_s',
+            'matmul_gflop_per_s',
+        ):
             assert positive(entry[key]), (name, key)
         assert entry['num_matmuls'] > 0
     for name in ('mmswin', 'mmdet'):  # the training step against its forward and backward products
@@ -107,6 +115,35 @@ def test_quick_run_of_the_whole_models(tmp_path):
             assert positive(entry['train_step']['timing'][name]['median_s'])
             assert positive(entry['train_memory']['peak_bytes'][name])
         assert entry['params']['mmswin'] == entry['params'][peer]
+
+
+def test_recorder_counts_the_element_wise_work_of_every_block():
+    """At 224x224 no stage needs padding, so ours and MMDetection's run the same GELUs,
+    softmaxes and layer norms, whatever the chunking: the totals follow from the arch."""
+    import torch
+
+    torch.manual_seed(0)
+    models = benchmark.build_backbones(benchmark.QUICK_ARCH, drop_path_rate=0.0)
+    x = torch.randn(1, 3, 224, 224)
+    arch = benchmark.QUICK_ARCH
+    tokens = [56 * 56 // 4**i for i in range(4)]
+    widths = [arch['embed_dims'] * 2**i for i in range(4)]
+    expected_gelu = sum(d * n * 4 * c for d, n, c in zip(arch['depths'], tokens, widths))
+    expected_softmax_rows = sum(d * n * h for d, n, h in zip(arch['depths'], tokens, arch['num_heads']))
+    # two per block, the patch norm, one per patch merging (on the merged grid), one per output
+    blocks = sum(2 * d * n for d, n in zip(arch['depths'], tokens))
+    expected_norm_rows = blocks + tokens[0] + sum(tokens[1:]) + sum(tokens)
+    for name in ('mmswin', 'mmdet'):
+        model = models[name]
+        model.eval()  # MMDetection's train() returns None: no chaining
+        with torch.no_grad():
+            record = benchmark.record_matmuls(lambda model=model: model(x))
+        totals = {'gelu': 0, 'softmax': 0, 'layer_norm': 0}
+        for op in record.elementwise:
+            totals[op[0]] += op[1]
+            if op[0] == 'softmax':
+                assert op[2] == 49, (name, op)
+        assert totals == dict(gelu=expected_gelu, softmax=expected_softmax_rows, layer_norm=expected_norm_rows), name
 
 
 def test_linear_fit_and_power_law():

@@ -360,11 +360,16 @@ def bench_complexity(args, bench: Bench) -> dict:
 class MatmulRecorder(torch.utils._python_dispatch.TorchDispatchMode):
     """Records the shape of every matrix product an inference pass runs: ``(M, K, N)``
     for mm/addmm/addmm_ (linear layers), ``(batch, M, K, N)`` for bmm, and fused
-    attention as its two batched products (``q @ k^T`` and ``weights @ v``)."""
+    attention as its two batched products (``q @ k^T`` and ``weights @ v``).
+
+    Also records the element-wise work no implementation can skip (``elementwise``):
+    every GELU, every layer norm, and the softmax of every attention (inside fused
+    attention too), as ``('gelu', n)``, ``('layer_norm', rows, C)``, ``('softmax', rows, N)``."""
 
     def __init__(self):
         super().__init__()
         self.products: list[tuple] = []
+        self.elementwise: list[tuple] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -380,23 +385,42 @@ class MatmulRecorder(torch.utils._python_dispatch.TorchDispatchMode):
             batch = math.prod(q.shape[:-2])
             self.products.append(('bmm', batch, q.shape[-2], q.shape[-1], k.shape[-2]))  # q @ k^T
             self.products.append(('bmm', batch, q.shape[-2], k.shape[-2], q.shape[-1]))  # weights @ v
+            self.elementwise.append(('softmax', batch * q.shape[-2], k.shape[-2]))
+        elif name in ('gelu', 'gelu_'):
+            self.elementwise.append(('gelu', args[0].numel()))
+        elif name == 'native_layer_norm':
+            channels = math.prod(args[1])
+            self.elementwise.append(('layer_norm', args[0].numel() // channels, channels))
+        elif name == '_softmax':
+            self.elementwise.append(('softmax', args[0].numel() // args[0].shape[args[1]], args[0].shape[args[1]]))
         return func(*args, **kwargs)
 
 
-def record_matmuls(run: Callable[[], object]) -> list[tuple]:
-    """The matrix products one call of ``run`` makes (an inference pass or a training step)."""
+def record_matmuls(run: Callable[[], object]) -> MatmulRecorder:
+    """The matrix products (and element-wise work) one call of ``run`` makes (an
+    inference pass or a training step)."""
     recorder = MatmulRecorder()
     with recorder:
         run()
-    return recorder.products
+    return recorder
 
 
-def timed_against_own_products(runs: dict[str, Callable[[], object]], bench: Bench) -> tuple[dict, dict]:
+def timed_against_own_products(
+    runs: dict[str, Callable[[], object]], bench: Bench, elementwise: bool = False
+) -> tuple[dict, dict]:
     """Times each run and, interleaved with them, its own matrix products alone
-    (``'<name>_matmuls'``). Returns the timings and the recorded products per name."""
-    products = {name: record_matmuls(run) for name, run in runs.items()}
-    floors = {f'{name}_matmuls': matmul_floor(products[name], bench.device, bench.dtype) for name in runs}
-    return bench.interleaved({**runs, **floors}), products
+    (``'<name>_matmuls'``) and, with ``elementwise``, its products followed by its
+    GELUs, layer norms and softmaxes alone (``'<name>_essential'``). Returns the
+    timings and the recorded products per name."""
+    records = {name: record_matmuls(run) for name, run in runs.items()}
+    floors = {}
+    for name, record in records.items():
+        products = matmul_floor(record.products, bench.device, bench.dtype)
+        floors[f'{name}_matmuls'] = products
+        if elementwise:
+            others = elementwise_floor(record.elementwise, bench.device, bench.dtype)
+            floors[f'{name}_essential'] = lambda products=products, others=others: (products(), others())
+    return bench.interleaved({**runs, **floors}), {name: record.products for name, record in records.items()}
 
 
 def matmul_floor(products: list[tuple], device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
@@ -442,6 +466,40 @@ def matmul_floor(products: list[tuple], device: torch.device, dtype: torch.dtype
     return run
 
 
+def elementwise_floor(ops: list[tuple], device: torch.device, dtype: torch.dtype) -> Callable[[], None]:
+    """A callable that runs the recorded GELUs, layer norms and softmaxes alone, each
+    on its own random operand into a preallocated output (layer norm allocates)."""
+    operands: dict = {}
+    calls = []
+    for key in ops:
+        if key not in operands:
+            shape = key[1:] if key[0] != 'gelu' else (key[1],)
+            operands[key] = (
+                torch.randn(*shape, device=device, dtype=dtype),
+                torch.empty(*shape, device=device, dtype=dtype),
+            )
+            if key[0] == 'layer_norm':
+                operands[key] += (
+                    torch.ones(key[2], device=device, dtype=dtype),
+                    torch.zeros(key[2], device=device, dtype=dtype),
+                )
+        ops_for_key = operands[key]
+        if key[0] == 'gelu':
+            calls.append(lambda a=ops_for_key[0], out=ops_for_key[1]: torch.ops.aten.gelu.out(a, out=out))
+        elif key[0] == 'softmax':
+            calls.append(lambda a=ops_for_key[0], out=ops_for_key[1]: torch.softmax(a, -1, out=out))
+        else:
+            calls.append(
+                lambda a=ops_for_key[0], w=ops_for_key[2], b=ops_for_key[3]: F.layer_norm(a, a.shape[-1:], w, b)
+            )
+
+    def run():
+        for call in calls:
+            call()
+
+    return run
+
+
 def product_flops(products: list[tuple]) -> int:
     """Floating-point operations (2 per multiply-add) of the recorded products."""
     total = 0
@@ -462,17 +520,21 @@ def bench_floor(args, bench: Bench) -> dict:
     for model in models.values():
         model.to(bench.device).eval()
     log(f'floor: backbones and their matrix products alone, {size_key(size)}')
-    timed, products = timed_against_own_products({k: inference_run(m, x, bench) for k, m in models.items()}, bench)
+    runs = {k: inference_run(m, x, bench) for k, m in models.items()}
+    timed, products = timed_against_own_products(runs, bench, elementwise=True)
     flops = {k: count_backbone(m, size) for k, m in models.items()}
     result = dict(size=size_key(size), timing=timed, model_flops_multiply_adds=flops)
     for name in models:
         model_time = timed[name]['median_s']
         floor_time = timed[f'{name}_matmuls']['median_s']
+        essential_time = timed[f'{name}_essential']['median_s']
         matmul_flops = product_flops(products[name])
         result[name] = dict(
             time_s=model_time,
             matmuls_alone_s=floor_time,
             time_over_own_floor=model_time / floor_time,
+            essential_alone_s=essential_time,
+            essential_over_own_floor=essential_time / floor_time,
             time_over_mmswin_floor=model_time / timed[f'{OURS}_matmuls']['median_s'],
             num_matmuls=len(products[name]),
             matmul_gflop=matmul_flops / 1e9,
@@ -1041,6 +1103,14 @@ def format_report(results: dict) -> str:
                 f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{e["time_over_own_floor"]:12.2f}'
                 f'{e["time_over_mmswin_floor"]:15.2f}{e["model_gflop_per_s"]:15.1f}{e["matmul_gflop_per_s"]:16.1f}'
             )
+        lines.append(
+            "The same products followed by the pass's GELUs, layer norms and attention softmaxes, alone "
+            '(what a pass with every copy, mask, residual add and bias add fused away would take):'
+        )
+        lines.append(f'{"":10}{"ms":>10}{"/own floor":>12}')
+        for name in (OURS, MMDET, MMSEG):
+            e = f[name]
+            lines.append(f'{name:10}{ms(e["essential_alone_s"]):>10}{e["essential_over_own_floor"]:12.2f}')
         lines.append(contention_note(list(f['timing'].values())))
         if 'train' in f:
             t = f['train']
