@@ -68,6 +68,26 @@ class BlockSpec(NamedTuple):
     relative_position_index: Tensor  # [N * N] long, into the bias table
 
 
+class ScratchBuffers:
+    """Scratch matrices that every chunk of a stage's blocks reuses (inference).
+
+    A chunk's qkv and MLP layer are megabytes; allocated afresh for each chunk, the
+    allocator hands them back to the OS and every chunk pays page faults again for
+    memory it just gave up. ``take`` returns a view of one growing buffer per name.
+    """
+
+    def __init__(self):
+        self._flat: dict[str, Tensor] = {}
+
+    def take(self, name: str, rows: int, cols: int, like: Tensor) -> Tensor:
+        """A ``[rows, cols]`` matrix of ``like``'s dtype and device, contents undefined."""
+        flat = self._flat.get(name)
+        if flat is None or flat.numel() < rows * cols or flat.dtype != like.dtype or flat.device != like.device:
+            flat = like.new_empty(rows * cols)
+            self._flat[name] = flat
+        return flat[: rows * cols].view(rows, cols)
+
+
 def attention_biases(
     params: BlockParams, spec: BlockSpec, layout: WindowLayout, chunks: list[WindowChunk]
 ) -> list[Tensor]:
@@ -82,12 +102,31 @@ def attention_biases(
 
 def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) -> Tensor:
     """``[W * N, 3C]`` qkv of whole windows -> ``[W * N, C]`` attention output (before the
-    output projection), with ``bias`` ``[W or 1, heads, N, N]`` added to the scores."""
+    output projection), with ``bias`` ``[W or 1, heads, N, N]`` added to the scores.
+
+    On a CPU (outside autocast) one batched product per head on strided views of qkv,
+    bias, scale and product in one ``baddbmm`` and one in-place softmax over all heads:
+    at Swin-T's chunk shapes this measured 1.3-1.5x faster than SDPA's CPU kernel at
+    3-12 heads and the same at 24 heads. Elsewhere, SDPA.
+    """
     rows, channels = qkv.shape[0], qkv.shape[1] // 3
     N = bias.shape[-1]
-    q, k, v = qkv.view(-1, N, 3, num_heads, channels // num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)  # [W, heads, N, d]
-    return out.transpose(1, 2).reshape(rows, channels)
+    windows, head_dims = rows // N, channels // num_heads
+    per_head = qkv.view(windows, N, 3, num_heads, head_dims)
+    if qkv.device.type != 'cpu' or torch.is_autocast_enabled('cpu'):
+        q, k, v = per_head.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)  # [W, heads, N, d]
+        return out.transpose(1, 2).reshape(rows, channels)
+    scores = qkv.new_empty(num_heads, windows, N, N)
+    bias = bias.transpose(0, 1)  # [heads, W or 1, N, N]
+    for head in range(num_heads):
+        q, k = per_head[:, :, 0, head], per_head[:, :, 1, head]  # [W, N, d] views
+        torch.baddbmm(bias[head], q, k.transpose(1, 2), alpha=scale, out=scores[head])
+    torch.softmax(scores, -1, out=scores)
+    out = qkv.new_empty(windows, N, num_heads, head_dims)
+    for head in range(num_heads):
+        out[:, :, head].copy_(torch.bmm(scores[head], per_head[:, :, 2, head]))
+    return out.view(rows, channels)
 
 
 def window_attention_backward(
@@ -117,26 +156,6 @@ def window_attention_backward(
     grad_qkv[:, :, 0].copy_(torch.matmul(grad_scores, k).transpose(1, 2))
     grad_qkv[:, :, 1].copy_(torch.matmul(grad_scores.transpose(-2, -1), q).transpose(1, 2))
     return grad_qkv.view(rows, 3 * channels), grad_bias
-
-
-class ScratchBuffers:
-    """Scratch matrices that every chunk of a stage's blocks reuses (inference).
-
-    A chunk's qkv and MLP layer are megabytes; allocated afresh for each chunk, the
-    allocator hands them back to the OS and every chunk pays page faults again for
-    memory it just gave up. ``take`` returns a view of one growing buffer per name.
-    """
-
-    def __init__(self):
-        self._flat: dict[str, Tensor] = {}
-
-    def take(self, name: str, rows: int, cols: int, like: Tensor) -> Tensor:
-        """A ``[rows, cols]`` matrix of ``like``'s dtype and device, contents undefined."""
-        flat = self._flat.get(name)
-        if flat is None or flat.numel() < rows * cols or flat.dtype != like.dtype or flat.device != like.device:
-            flat = like.new_empty(rows * cols)
-            self._flat[name] = flat
-        return flat[: rows * cols].view(rows, cols)
 
 
 def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
