@@ -70,6 +70,7 @@ def test_quick_run_reports_every_figure(tmp_path):
             'time_s',
             'matmuls_alone_s',
             'time_over_own_floor',
+            'elementwise_alone_s',
             'essential_alone_s',
             'essential_over_own_floor',
             'model_gflop_per_s',
@@ -117,7 +118,7 @@ def test_quick_run_of_the_whole_models(tmp_path):
         assert entry['params']['mmswin'] == entry['params'][peer]
 
 
-def test_recorder_counts_the_element_wise_work_of_every_block():
+def test_recorders_count_the_same_work_for_every_backbone():
     """At 224x224 no stage needs padding, so ours and MMDetection's run the same GELUs,
     softmaxes and layer norms, whatever the chunking: the totals follow from the arch."""
     import torch
@@ -144,6 +145,8 @@ def test_recorder_counts_the_element_wise_work_of_every_block():
             if op[0] == 'softmax':
                 assert op[2] == 49, (name, op)
         assert totals == dict(gelu=expected_gelu, softmax=expected_softmax_rows, layer_norm=expected_norm_rows), name
+    # and the FLOP counter (with its rules for our fused attention and products) agrees too
+    assert len({benchmark.count_backbone(model, (224, 224)) for model in models.values()}) == 1
 
 
 def test_linear_fit_and_power_law():
