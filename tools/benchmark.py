@@ -536,13 +536,14 @@ def bench_floor(args, bench: Bench) -> dict:
     for name in models:
         model_time = timed[name]['median_s']
         floor_time = timed[f'{name}_matmuls']['median_s']
-        essential_time = floor_time + timed[f'{name}_elementwise']['median_s']
+        elementwise_time = timed[f'{name}_elementwise']['median_s']
+        essential_time = floor_time + elementwise_time
         matmul_flops = product_flops(products[name])
         result[name] = dict(
             time_s=model_time,
             matmuls_alone_s=floor_time,
             time_over_own_floor=model_time / floor_time,
-            elementwise_alone_s=timed[f'{name}_elementwise']['median_s'],
+            elementwise_alone_s=elementwise_time,
             essential_alone_s=essential_time,
             essential_over_own_floor=essential_time / floor_time,
             time_over_mmswin_floor=model_time / timed[f'{OURS}_matmuls']['median_s'],
