@@ -4,6 +4,7 @@ figures in its JSON; no timing assertions), the fit helper, and the missing-conf
 import json
 import math
 import os
+import subprocess
 import sys
 
 import pytest
@@ -52,6 +53,7 @@ def test_quick_run_reports_every_figure(tmp_path):
         *backbones['inference'].values(),
         backbones['throughput']['timing'],
         backbones['train_step']['timing'],
+        backbones['train_step_drop_path']['timing'],
     ):
         for name in NAMES:
             assert positive(timed[name]['median_s']) and all(positive(t) for t in timed[name]['runs_s'])
@@ -91,8 +93,18 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert math.isfinite(scaling['fits'][name]['linear']['r2'])
     assert (tmp_path / 'scaling.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
-    for heading in ('Backbones', 'Floor at', 'Training step, batch', 'Scaling', 'train peak MiB'):
+    for heading in ('Backbones', 'Floor at', 'Training step, batch', 'Scaling', 'train peak MiB', 'drop_path_rate 0.2'):
         assert heading in stdout
+
+
+def test_bad_drop_path_rate_is_refused_before_any_work(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'tools', 'benchmark.py'), '--train-drop-path-rate', '1.5'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and '--train-drop-path-rate must be in [0, 1), got 1.5' in proc.stderr
 
 
 def test_models_part_skips_a_missing_config_with_its_name(tmp_path):

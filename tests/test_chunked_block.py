@@ -67,18 +67,28 @@ def test_block_function_matches_reference_outputs_and_gradients(grid, shifted, c
         assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-7, name
 
 
-def test_block_function_applies_stochastic_depth_per_image():
+@pytest.mark.parametrize('size', [(14, 14), (11, 17)])
+@pytest.mark.parametrize(
+    'attn_scale, mlp_scale',
+    [
+        ([2.0, 0.0], [0.0, 2.0]),  # image 0 keeps only the attention branch, image 1 only the MLP
+        ([0.0, 1.25], [0.0, 1.25]),  # image 0 drops both branches: the block is the identity for it
+        ([1.25, 1.25], [1.25, 0.0]),
+    ],
+)
+def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp_scale):
+    """Dropped branches are skipped, not multiplied by zero: outputs and gradients must
+    still equal the reference's (padded grids included)."""
     block = make_block(True, drop_path_rate=0.5)
-    layout = get_window_layout(14, 14, 7, 3)
-    x = layout.to_windows(torch.randn(2, 14, 14, 32)).requires_grad_()
-    scales = [torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0])]
-    # Image 0 keeps only the attention branch (doubled), image 1 only the MLP branch.
+    layout = get_window_layout(*size, 7, 3)
+    x = layout.to_windows(torch.randn(2, *size, 32)).requires_grad_()
+    scales = [torch.tensor(attn_scale), torch.tensor(mlp_scale)]
     actual = chunked_block.SwinBlockFunction.apply(x, *scales, layout, block.spec(layout), 4096, *block.params())
     draws = iter(scales)
     block.drop_path.forward = lambda t: t * next(draws).view(-1, 1, 1)
     expected = block.forward_reference(x, layout)
-    assert (actual - expected).abs().max() < 1e-5
-    grad_out = torch.randn_like(expected)
+    assert real_tokens(layout, actual - expected).abs().max() < 1e-5
+    grad_out = real_tokens(layout, torch.randn_like(expected))
     for a, b in zip(
         torch.autograd.grad(actual, [x, *block.parameters()], grad_out),
         torch.autograd.grad(expected, [x, *block.parameters()], grad_out),

@@ -266,6 +266,20 @@ def bench_backbones(args, bench: Bench) -> dict:
     )
     memory = {k: bench.peak_memory(training_step(m, x, bench)) for k, m in models.items()}
     del models
+    if args.train_drop_path_rate > 0:
+        # As trained: stochastic depth draws per image whether a block's branch runs, and
+        # ours skips the work of a dropped branch where the peers multiply it by zero.
+        dropping = build_backbones(args.arch, args.train_drop_path_rate)
+        for model in dropping.values():
+            model.to(bench.device).train()
+        log(f'training step with drop_path_rate={args.train_drop_path_rate}')
+        result['train_step_drop_path'] = dict(
+            batch=args.train_batch,
+            size=size_key(args.train_size),
+            drop_path_rate=args.train_drop_path_rate,
+            timing=bench.interleaved({k: training_step(m, x, bench) for k, m in dropping.items()}),
+        )
+        del dropping
     checkpointed = build_backbones(args.arch, args.drop_path_rate, with_cp=True)
     for name, model in checkpointed.items():
         model.to(bench.device).train()
@@ -287,6 +301,9 @@ def backbone_ratios(result: dict) -> dict:
         )
         timed = result['train_step']['timing']
         entry['train_step_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
+        if 'train_step_drop_path' in result:
+            timed = result['train_step_drop_path']['timing']
+            entry['train_step_drop_path_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
         memory = result['train_memory']['peak_bytes']
         entry['train_memory_ratio'] = memory[OURS] / memory[peer]
         entry['train_memory_ratio_with_cp_vs_peer'] = memory[f'{OURS}_with_cp'] / memory[peer]
@@ -1079,13 +1096,17 @@ def format_report(results: dict) -> str:
             + ''.join(f'{tp["images_per_s"][n]:12.2f}' for n in names)
             + ''.join(f'{tp["images_per_s"][OURS] / tp["images_per_s"][p]:10.2f}x' for p in (MMDET, MMSEG))
         )
-        ts = b['train_step']
-        timed = ts['timing']
-        lines.append(
-            f'{"train step ms, batch " + str(ts["batch"]) + ", " + ts["size"]:40}'
-            + ''.join(f'{ms(timed[n]["median_s"]):>12}' for n in names)
-            + ''.join(f'{timed[p]["median_s"] / timed[OURS]["median_s"]:10.2f}x' for p in (MMDET, MMSEG))
-        )
+        steps = [(b['train_step'], f'drop_path_rate {b["settings"]["drop_path_rate"]:g}')]
+        if 'train_step_drop_path' in b:
+            steps.append((b['train_step_drop_path'], f'drop_path_rate {b["train_step_drop_path"]["drop_path_rate"]:g}'))
+        for ts, rate in steps:
+            timed = ts['timing']
+            lines.append(
+                f'{"train step ms, batch " + str(ts["batch"]) + ", " + ts["size"]:40}'
+                + ''.join(f'{ms(timed[n]["median_s"]):>12}' for n in names)
+                + ''.join(f'{timed[p]["median_s"] / timed[OURS]["median_s"]:10.2f}x' for p in (MMDET, MMSEG))
+                + f'  {rate}'
+            )
         mem = b['train_memory']['peak_bytes']
         for suffix, label in (('', 'train peak MiB'), ('_with_cp', 'train peak MiB, with_cp')):
             lines.append(
@@ -1099,7 +1120,8 @@ def format_report(results: dict) -> str:
         )
         lines.append(f'memory: {b["train_memory"]["method"]}')
         timings = [timed for part in b['inference'].values() for timed in part.values()]
-        timings += list(b['throughput']['timing'].values()) + list(b['train_step']['timing'].values())
+        timings += list(b['throughput']['timing'].values())
+        timings += [t for key in ('train_step', 'train_step_drop_path') if key in b for t in b[key]['timing'].values()]
         lines.append(contention_note(timings))
     if 'floor' in results:
         f = results['floor']
@@ -1222,6 +1244,12 @@ def parse_args(argv=None):
         default=0.0,
         help='stochastic depth of the backbones (0: every run does the same work)',
     )
+    parser.add_argument(
+        '--train-drop-path-rate',
+        type=float,
+        default=0.2,
+        help='a second training-step row with this stochastic depth (configs/mask_rcnn_swin_t.py: 0.2); 0: none',
+    )
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--det-size', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'))
@@ -1251,6 +1279,10 @@ def parse_args(argv=None):
         args.warmup = args.model_warmup = 0
         args.repeats = args.model_repeats = args.scaling_repeats = 1
         args.throughput_batch = 2
+    rates = (('--drop-path-rate', args.drop_path_rate), ('--train-drop-path-rate', args.train_drop_path_rate))
+    for flag, rate in rates:
+        if not 0.0 <= rate < 1.0:
+            parser.error(f'{flag} must be in [0, 1), got {rate}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: CUDA is not available')
     return args

@@ -257,6 +257,13 @@ def block_forward_in_place(
     return x
 
 
+def _kept_branches(scale: Optional[Tensor], batch: int) -> list[bool]:
+    """Per image, whether stochastic depth keeps a residual branch (``scale`` is the
+    ``[B]`` factor or None). A dropped branch is multiplied by zero, so its forward and
+    backward work is skipped: on average ``drop_path_rate / 2`` of a training step."""
+    return [True] * batch if scale is None else [bool(kept) for kept in scale.ne(0).tolist()]
+
+
 class SwinBlockFunction(torch.autograd.Function):
     """One Swin block as a single autograd node (see the module docstring).
 
@@ -294,23 +301,31 @@ class SwinBlockFunction(torch.autograd.Function):
         norm2_stats = x.new_empty(2, batch, num_real)
         hidden = x.new_empty(batch, num_real, hidden_dims)
         out = torch.zeros_like(x) if layout.needs_padding else torch.empty_like(x)
+        attn_kept, mlp_kept = _kept_branches(attn_scale, batch), _kept_branches(mlp_scale, batch)
         for b in range(batch):
             for chunk, bias in zip(chunks, biases):
                 rows, packed = chunk.rows, chunk.packed
                 tokens = _real_rows(_chunk_tokens(x[b], chunk), chunk)
-                normed, mean, rstd = torch.native_layer_norm(
-                    tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps
-                )
-                norm1_stats[0, b, packed] = mean.view(-1)
-                norm1_stats[1, b, packed] = rstd.view(-1)
-                normed = padded_normed(normed, chunk, rows.stop - rows.start)
-                chunk_qkv = _linear_into(qkv[b, rows], normed, params.qkv_weight, params.qkv_bias)
-                chunk_attended = _real_rows(window_attention(chunk_qkv, bias, spec.num_heads, spec.scale), chunk)
-                attended[b, packed] = chunk_attended
-                chunk_mid = _linear_into(mid[b, packed], chunk_attended, params.proj_weight, params.proj_bias)
-                if attn_scale is not None:
-                    chunk_mid.mul_(attn_scale[b])
-                chunk_mid += tokens
+                if attn_kept[b]:
+                    normed, mean, rstd = torch.native_layer_norm(
+                        tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps
+                    )
+                    norm1_stats[0, b, packed] = mean.view(-1)
+                    norm1_stats[1, b, packed] = rstd.view(-1)
+                    normed = padded_normed(normed, chunk, rows.stop - rows.start)
+                    chunk_qkv = _linear_into(qkv[b, rows], normed, params.qkv_weight, params.qkv_bias)
+                    chunk_attended = _real_rows(window_attention(chunk_qkv, bias, spec.num_heads, spec.scale), chunk)
+                    attended[b, packed] = chunk_attended
+                    chunk_mid = _linear_into(mid[b, packed], chunk_attended, params.proj_weight, params.proj_bias)
+                    if attn_scale is not None:
+                        chunk_mid.mul_(attn_scale[b])
+                    chunk_mid += tokens
+                else:  # stochastic depth dropped the branch for this image: skip its work
+                    chunk_mid = mid[b, packed]
+                    chunk_mid.copy_(tokens)
+                if not mlp_kept[b]:
+                    _write_real_rows(out[b], chunk, chunk_mid)
+                    continue
                 normed, mean, rstd = torch.native_layer_norm(
                     chunk_mid, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps
                 )
@@ -340,35 +355,45 @@ class SwinBlockFunction(torch.autograd.Function):
         grads = {name: None if p is None else torch.zeros_like(p) for name, p in params._asdict().items()}
         grad_bias = x.new_zeros(spec.num_heads, N, N)
         grad_x = torch.zeros_like(x) if layout.needs_padding else torch.empty_like(x)
+        attn_kept, mlp_kept = _kept_branches(attn_scale, batch), _kept_branches(mlp_scale, batch)
         for b in range(batch):
             for chunk, bias in zip(chunks, biases):
                 rows, packed = chunk.rows, chunk.packed
                 num_rows = rows.stop - rows.start
                 grad = grad_out[b, rows] if chunk.scatter is None else grad_out[b].index_select(0, chunk.scatter)
+                if not mlp_kept[b] and not attn_kept[b]:
+                    _write_real_rows(grad_x[b], chunk, grad)
+                    continue
 
                 # MLP branch: out = mid + mlp_scale * fc2(gelu(fc1(norm2(mid)))), real tokens only.
-                chunk_mid, chunk_hidden = mid[b, packed], hidden[b, packed]
-                mean, rstd = norm2_stats[0, b, packed, None], norm2_stats[1, b, packed, None]
-                normed = torch.addcmul(params.norm2_bias, (chunk_mid - mean) * rstd, params.norm2_weight)
-                grad_mlp = grad if mlp_scale is None else grad * mlp_scale[b]
-                grads['fc2_weight'].addmm_(grad_mlp.t(), F.gelu(chunk_hidden))
-                grads['fc2_bias'] += grad_mlp.sum(0)
-                grad_hidden = torch.ops.aten.gelu_backward(grad_mlp @ params.fc2_weight, chunk_hidden)
-                grads['fc1_weight'].addmm_(grad_hidden.t(), normed)
-                grads['fc1_bias'] += grad_hidden.sum(0)
-                grad_mid, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
-                    grad_hidden @ params.fc1_weight,
-                    chunk_mid,
-                    (channels,),
-                    mean,
-                    rstd,
-                    params.norm2_weight,
-                    params.norm2_bias,
-                    (True, True, True),
-                )
-                grads['norm2_weight'] += grad_w
-                grads['norm2_bias'] += grad_b
-                grad_mid += grad  # the residual
+                if mlp_kept[b]:
+                    chunk_mid, chunk_hidden = mid[b, packed], hidden[b, packed]
+                    mean, rstd = norm2_stats[0, b, packed, None], norm2_stats[1, b, packed, None]
+                    normed = torch.addcmul(params.norm2_bias, (chunk_mid - mean) * rstd, params.norm2_weight)
+                    grad_mlp = grad if mlp_scale is None else grad * mlp_scale[b]
+                    grads['fc2_weight'].addmm_(grad_mlp.t(), F.gelu(chunk_hidden))
+                    grads['fc2_bias'] += grad_mlp.sum(0)
+                    grad_hidden = torch.ops.aten.gelu_backward(grad_mlp @ params.fc2_weight, chunk_hidden)
+                    grads['fc1_weight'].addmm_(grad_hidden.t(), normed)
+                    grads['fc1_bias'] += grad_hidden.sum(0)
+                    grad_mid, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
+                        grad_hidden @ params.fc1_weight,
+                        chunk_mid,
+                        (channels,),
+                        mean,
+                        rstd,
+                        params.norm2_weight,
+                        params.norm2_bias,
+                        (True, True, True),
+                    )
+                    grads['norm2_weight'] += grad_w
+                    grads['norm2_bias'] += grad_b
+                    grad_mid += grad  # the residual
+                else:
+                    grad_mid = grad
+                if not attn_kept[b]:
+                    _write_real_rows(grad_x[b], chunk, grad_mid)
+                    continue
 
                 # Attention branch: mid = x + attn_scale * proj(attention(qkv(norm1(x)))).
                 grad_proj = grad_mid if attn_scale is None else grad_mid * attn_scale[b]
