@@ -27,6 +27,18 @@ def test_output_shapes_for_any_size(size):
         h, w = math.ceil(h / 2), math.ceil(w / 2)
 
 
+def test_stage_outputs_are_contiguous_channels_first_copies_with_gradients():
+    """The outputs' transposing copy (ChannelsFirst) against permute().contiguous()."""
+    from mmswin.models.backbones.swin import ChannelsFirst
+
+    x = torch.randn(2, 5, 7, 3, dtype=torch.float64, requires_grad=True)
+    out = ChannelsFirst.apply(x)
+    assert out.is_contiguous() and torch.equal(out, x.permute(0, 3, 1, 2))
+    assert torch.autograd.gradcheck(ChannelsFirst.apply, (x,))
+    strided = torch.randn(1, 9, 6, 4)[:, ::2, 1:]  # non-contiguous input
+    assert torch.equal(ChannelsFirst.apply(strided), strided.permute(0, 3, 1, 2))
+
+
 def test_presets_have_published_widths():
     for arch, dims in (('tiny', 96), ('small', 96), ('base', 128), ('large', 192)):
         model = SwinBackbone(arch=arch, out_indices=(0,))
