@@ -67,20 +67,21 @@ class ChannelsFirst(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         B, H, W, C = x.shape
-        x = x.contiguous()
-        out = x.new_empty(B, C, H, W)
-        for image, transposed in zip(x, out):
-            transposed.view(C, H * W).copy_(image.view(H * W, C).t())
-        return out
+        return _transpose_images(x, H * W, C).view(B, C, H, W)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         B, C, H, W = grad.shape
-        grad = grad.contiguous()
-        out = grad.new_empty(B, H, W, C)
-        for image, transposed in zip(grad, out):
-            transposed.view(H * W, C).copy_(image.view(C, H * W).t())
-        return out
+        return _transpose_images(grad, C, H * W).view(B, H, W, C)
+
+
+def _transpose_images(x: Tensor, rows: int, cols: int) -> Tensor:
+    """Each image of ``x`` read as a ``[rows, cols]`` matrix -> ``[B, cols, rows]``, contiguous."""
+    x = x.contiguous()
+    out = x.new_empty(x.shape[0], cols, rows)
+    for image, transposed in zip(x, out):
+        transposed.copy_(image.view(rows, cols).t())
+    return out
 
 
 class Mlp(nn.Module):

@@ -257,6 +257,21 @@ def block_forward_in_place(
     return x
 
 
+def _layer_norm_backward(
+    grad: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, params: BlockParams, grads: dict, name: str
+) -> Tensor:
+    """Gradient of the block's layer norm ``name`` (``'norm1'`` / ``'norm2'``) w.r.t. its
+    input ``x``, from the saved ``mean`` and ``rstd``; the gradients of its weight and
+    bias are added to ``grads``."""
+    weight, bias = getattr(params, f'{name}_weight'), getattr(params, f'{name}_bias')
+    grad_x, grad_weight, grad_bias = torch.ops.aten.native_layer_norm_backward(
+        grad, x, (x.shape[-1],), mean, rstd, weight, bias, (True, True, True)
+    )
+    grads[f'{name}_weight'] += grad_weight
+    grads[f'{name}_bias'] += grad_bias
+    return grad_x
+
+
 def _kept_branches(scale: Optional[Tensor], batch: int) -> list[bool]:
     """Per image, whether stochastic depth keeps a residual branch (``scale`` is the
     ``[B]`` factor or None). A dropped branch is multiplied by zero, so its forward and
@@ -376,18 +391,9 @@ class SwinBlockFunction(torch.autograd.Function):
                     grad_hidden = torch.ops.aten.gelu_backward(grad_mlp @ params.fc2_weight, chunk_hidden)
                     grads['fc1_weight'].addmm_(grad_hidden.t(), normed)
                     grads['fc1_bias'] += grad_hidden.sum(0)
-                    grad_mid, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
-                        grad_hidden @ params.fc1_weight,
-                        chunk_mid,
-                        (channels,),
-                        mean,
-                        rstd,
-                        params.norm2_weight,
-                        params.norm2_bias,
-                        (True, True, True),
+                    grad_mid = _layer_norm_backward(
+                        grad_hidden @ params.fc1_weight, chunk_mid, mean, rstd, params, grads, 'norm2'
                     )
-                    grads['norm2_weight'] += grad_w
-                    grads['norm2_bias'] += grad_b
                     grad_mid += grad  # the residual
                 else:
                     grad_mid = grad
@@ -417,18 +423,9 @@ class SwinBlockFunction(torch.autograd.Function):
                 mean, rstd = norm1_stats[0, b, packed, None], norm1_stats[1, b, packed, None]
                 normed = torch.addcmul(params.norm1_bias, (tokens - mean) * rstd, params.norm1_weight)
                 grads['qkv_weight'].addmm_(grad_qkv.t(), normed)
-                grad_tokens, grad_w, grad_b = torch.ops.aten.native_layer_norm_backward(
-                    grad_qkv @ params.qkv_weight,
-                    tokens,
-                    (channels,),
-                    mean,
-                    rstd,
-                    params.norm1_weight,
-                    params.norm1_bias,
-                    (True, True, True),
+                grad_tokens = _layer_norm_backward(
+                    grad_qkv @ params.qkv_weight, tokens, mean, rstd, params, grads, 'norm1'
                 )
-                grads['norm1_weight'] += grad_w
-                grads['norm1_bias'] += grad_b
                 _write_real_rows(grad_x[b], chunk, grad_tokens.add_(grad_mid))  # + the residual
         grads['bias_table'].index_add_(
             0, spec.relative_position_index, grad_bias.permute(1, 2, 0).reshape(N * N, spec.num_heads)
