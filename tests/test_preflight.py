@@ -114,3 +114,17 @@ def test_run_tool_exit_codes(capsys):
     assert exit_.value.code == 1 and capsys.readouterr().err == 'error: the loss is nan\n'
     with pytest.raises(FloatingPointError):
         run_tool(diverged)  # not caught unless named in ``also``
+
+
+def test_run_tool_shuts_the_process_group_down_after_a_finished_run(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            run_tool(lambda: 0)
+        assert exit_.value.code == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

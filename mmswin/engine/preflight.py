@@ -58,7 +58,17 @@ def run_tool(main: Callable[[], Optional[int]], also: Optional[Mapping[type, int
     except tuple(errors) as error:
         print(f'error: {error}', file=sys.stderr)
         sys.exit(next(exit_code for kind, exit_code in errors.items() if isinstance(error, kind)))
+    _destroy_process_group()
     sys.exit(code)
+
+
+def _destroy_process_group() -> None:
+    """Shut a distributed run's process group down before the interpreter exits: left to
+    the interpreter's teardown, gloo's background threads can abort a finished rank
+    (``terminate called without an active exception``, SIGABRT) and fail the job."""
+    distributed = sys.modules.get('torch.distributed')
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def invalid_json_error(path: str, line: int, column: int, reason: str) -> PreflightError:
