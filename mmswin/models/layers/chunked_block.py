@@ -275,7 +275,8 @@ def _layer_norm_backward(
 def _kept_branches(scale: Optional[Tensor], batch: int) -> list[bool]:
     """Per image, whether stochastic depth keeps a residual branch (``scale`` is the
     ``[B]`` factor or None). A dropped branch is multiplied by zero, so its forward and
-    backward work is skipped: on average ``drop_path_rate / 2`` of a training step."""
+    backward work is skipped: with the usual linear rule, about ``drop_path_rate / 2``
+    of the blocks' work."""
     return [True] * batch if scale is None else [bool(kept) for kept in scale.ne(0).tolist()]
 
 
@@ -355,6 +356,7 @@ class SwinBlockFunction(torch.autograd.Function):
             x, attn_scale, mlp_scale, norm1_stats, qkv, attended, mid, norm2_stats, hidden, *param_list
         )
         ctx.layout, ctx.spec, ctx.chunk_tokens = layout, spec, chunk_tokens
+        ctx.kept = attn_kept, mlp_kept
         return out
 
     @staticmethod
@@ -370,7 +372,7 @@ class SwinBlockFunction(torch.autograd.Function):
         grads = {name: None if p is None else torch.zeros_like(p) for name, p in params._asdict().items()}
         grad_bias = x.new_zeros(spec.num_heads, N, N)
         grad_x = torch.zeros_like(x) if layout.needs_padding else torch.empty_like(x)
-        attn_kept, mlp_kept = _kept_branches(attn_scale, batch), _kept_branches(mlp_scale, batch)
+        attn_kept, mlp_kept = ctx.kept
         for b in range(batch):
             for chunk, bias in zip(chunks, biases):
                 rows, packed = chunk.rows, chunk.packed
