@@ -259,11 +259,7 @@ def bench_backbones(args, bench: Bench) -> dict:
     for model in models.values():
         model.train()
     log(f'training step, batch {args.train_batch}, {size_key(args.train_size)}')
-    result['train_step'] = dict(
-        batch=args.train_batch,
-        size=size_key(args.train_size),
-        timing=bench.interleaved({k: training_step(m, x, bench) for k, m in models.items()}),
-    )
+    result['train_step'] = timed_training_steps(models, x, args.drop_path_rate, args, bench)
     memory = {k: bench.peak_memory(training_step(m, x, bench)) for k, m in models.items()}
     del models
     if args.train_drop_path_rate > 0:
@@ -273,12 +269,7 @@ def bench_backbones(args, bench: Bench) -> dict:
         for model in dropping.values():
             model.to(bench.device).train()
         log(f'training step with drop_path_rate={args.train_drop_path_rate}')
-        result['train_step_drop_path'] = dict(
-            batch=args.train_batch,
-            size=size_key(args.train_size),
-            drop_path_rate=args.train_drop_path_rate,
-            timing=bench.interleaved({k: training_step(m, x, bench) for k, m in dropping.items()}),
-        )
+        result['train_step_drop_path'] = timed_training_steps(dropping, x, args.train_drop_path_rate, args, bench)
         del dropping
     checkpointed = build_backbones(args.arch, args.drop_path_rate, with_cp=True)
     for name, model in checkpointed.items():
@@ -287,6 +278,19 @@ def bench_backbones(args, bench: Bench) -> dict:
     result['train_memory'] = dict(method=memory_method(bench.device), peak_bytes=memory)
     result['ratios'] = backbone_ratios(result)
     return result
+
+
+def timed_training_steps(models: dict, x: Tensor, drop_path_rate: float, args, bench: Bench) -> dict:
+    """One training-step entry of the backbones part: the models' steps, interleaved."""
+    return dict(
+        batch=args.train_batch,
+        size=size_key(args.train_size),
+        drop_path_rate=drop_path_rate,
+        timing=bench.interleaved({k: training_step(m, x, bench) for k, m in models.items()}),
+    )
+
+
+TRAIN_STEP_KEYS = ('train_step', 'train_step_drop_path')
 
 
 def backbone_ratios(result: dict) -> dict:
@@ -299,11 +303,10 @@ def backbone_ratios(result: dict) -> dict:
         entry['throughput_speedup'] = (
             result['throughput']['images_per_s'][OURS] / result['throughput']['images_per_s'][peer]
         )
-        timed = result['train_step']['timing']
-        entry['train_step_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
-        if 'train_step_drop_path' in result:
-            timed = result['train_step_drop_path']['timing']
-            entry['train_step_drop_path_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
+        for key in TRAIN_STEP_KEYS:
+            if key in result:
+                timed = result[key]['timing']
+                entry[f'{key}_speedup'] = timed[peer]['median_s'] / timed[OURS]['median_s']
         memory = result['train_memory']['peak_bytes']
         entry['train_memory_ratio'] = memory[OURS] / memory[peer]
         entry['train_memory_ratio_with_cp_vs_peer'] = memory[f'{OURS}_with_cp'] / memory[peer]
@@ -1096,16 +1099,14 @@ def format_report(results: dict) -> str:
             + ''.join(f'{tp["images_per_s"][n]:12.2f}' for n in names)
             + ''.join(f'{tp["images_per_s"][OURS] / tp["images_per_s"][p]:10.2f}x' for p in (MMDET, MMSEG))
         )
-        steps = [(b['train_step'], f'drop_path_rate {b["settings"]["drop_path_rate"]:g}')]
-        if 'train_step_drop_path' in b:
-            steps.append((b['train_step_drop_path'], f'drop_path_rate {b["train_step_drop_path"]["drop_path_rate"]:g}'))
-        for ts, rate in steps:
+        steps = [b[key] for key in TRAIN_STEP_KEYS if key in b]
+        for ts in steps:
             timed = ts['timing']
             lines.append(
                 f'{"train step ms, batch " + str(ts["batch"]) + ", " + ts["size"]:40}'
                 + ''.join(f'{ms(timed[n]["median_s"]):>12}' for n in names)
                 + ''.join(f'{timed[p]["median_s"] / timed[OURS]["median_s"]:10.2f}x' for p in (MMDET, MMSEG))
-                + f'  {rate}'
+                + f'  drop_path_rate {ts["drop_path_rate"]:g}'
             )
         mem = b['train_memory']['peak_bytes']
         for suffix, label in (('', 'train peak MiB'), ('_with_cp', 'train peak MiB, with_cp')):
@@ -1121,7 +1122,7 @@ def format_report(results: dict) -> str:
         lines.append(f'memory: {b["train_memory"]["method"]}')
         timings = [timed for part in b['inference'].values() for timed in part.values()]
         timings += list(b['throughput']['timing'].values())
-        timings += [t for key in ('train_step', 'train_step_drop_path') if key in b for t in b[key]['timing'].values()]
+        timings += [timed for ts in steps for timed in ts['timing'].values()]
         lines.append(contention_note(timings))
     if 'floor' in results:
         f = results['floor']
