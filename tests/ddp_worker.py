@@ -6,10 +6,17 @@ MODE ``step``: one SGD step of SwinBackbone on one image per rank; rank 0 saves 
 parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
 and/or activation checkpointing, find_unused_parameters=False. MODE ``die``: rank 1
 exits mid-run while rank 0 waits in a collective.
+
+Each rank prints ``rank R: ready`` once the process group is up and ``rank R: trained``
+once its steps (and rank 0's save) are done, and has a watchdog: a rank still running
+after WATCHDOG_S seconds prints every thread's Python stack and exits 1, so a hang fails
+the job with the place it hung instead of silently running into the test's timeout.
 """
 
+import faulthandler
 import os
 import sys
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -19,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmswin.models import SwinBackbone  # noqa: E402
 
+WATCHDOG_S = 150
+WATCHDOG_MARK = 'Timeout ('  # how faulthandler's dump starts
 ARCH = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
 
 
@@ -38,8 +47,10 @@ def make_model(**kwargs) -> SwinBackbone:
 
 def main() -> None:
     mode, out_dir = sys.argv[1], sys.argv[2]
-    dist.init_process_group('gloo')
+    faulthandler.dump_traceback_later(WATCHDOG_S, exit=True)
+    dist.init_process_group('gloo', timeout=timedelta(seconds=WATCHDOG_S // 2))
     rank = dist.get_rank()
+    print(f'rank {rank}: ready', flush=True)
     torch.set_num_threads(1)
     if mode == 'die':
         if rank == 1:
@@ -62,6 +73,7 @@ def main() -> None:
     if rank == 0:
         torch.save(model.module.state_dict(), os.path.join(out_dir, f'{mode}.pth'))
     dist.barrier()
+    print(f'rank {rank}: trained', flush=True)
     dist.destroy_process_group()
 
 
