@@ -4,7 +4,9 @@
 
 MODE ``step``: one SGD step of SwinBackbone on one image per rank; rank 0 saves the
 parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
-and/or activation checkpointing, find_unused_parameters=False. MODE ``die``: rank 1
+and/or activation checkpointing, find_unused_parameters=False. MODE ``drop``: three
+steps at drop_path_rate 0.9 with one image per rank, so that whole local batches drop
+branches. MODE ``die``: rank 1
 exits mid-run while rank 0 waits in a collective.
 
 Each rank prints ``rank R: ready`` once the process group is up and ``rank R: trained``
@@ -42,7 +44,7 @@ def backbone_loss(outputs) -> torch.Tensor:
 
 def make_model(**kwargs) -> SwinBackbone:
     torch.manual_seed(0)
-    return SwinBackbone(arch=ARCH, drop_path_rate=0.0, **kwargs)
+    return SwinBackbone(arch=ARCH, **{'drop_path_rate': 0.0, **kwargs})
 
 
 def main() -> None:
@@ -61,11 +63,13 @@ def main() -> None:
         'frozen': dict(frozen_stages=1),
         'cp': dict(with_cp=True),
         'frozen_cp': dict(frozen_stages=1, with_cp=True),
+        'drop': dict(drop_path_rate=0.9),
         'step': {},
     }[mode]
     model = DistributedDataParallel(make_model(**kwargs), device_ids=None, find_unused_parameters=False)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     image = batch_of_two()[rank : rank + 1]
+    torch.manual_seed(rank)  # the ranks draw different drop-path decisions
     for _ in range(1 if mode == 'step' else 3):
         optimizer.zero_grad()
         backbone_loss(model(image)).backward()

@@ -74,6 +74,7 @@ def test_block_function_matches_reference_outputs_and_gradients(grid, shifted, c
         ([2.0, 0.0], [0.0, 2.0]),  # image 0 keeps only the attention branch, image 1 only the MLP
         ([0.0, 1.25], [0.0, 1.25]),  # image 0 drops both branches: the block is the identity for it
         ([1.25, 1.25], [1.25, 0.0]),
+        ([0.0, 0.0], [0.0, 0.0]),  # the whole batch drops both: identity, zero parameter gradients
     ],
 )
 def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp_scale):

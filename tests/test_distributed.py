@@ -114,6 +114,22 @@ def test_frozen_stages_and_checkpointing_train_under_ddp(tmp_path, mode):
         assert changed != frozen, name
 
 
+def test_whole_local_batches_dropping_branches_train_under_ddp(tmp_path):
+    """A branch stochastic depth drops for every image of a rank is skipped, yet its
+    parameters must stay in the graph: with find_unused_parameters=False DDP would
+    otherwise fail the next step ('Expected to have finished reduction'; checked by
+    letting a fully dropped block return its input)."""
+    result = torchrun(WORKER, 'drop', str(tmp_path))
+    assert result.returncode == 0, output_tail(result)
+    trained = torch.load(tmp_path / 'drop.pth', weights_only=True)
+    from .ddp_worker import make_model
+
+    initial = make_model().state_dict()
+    assert all(value.isfinite().all() for value in trained.values())
+    # the first block's rate is 0: always kept, always trained
+    assert not torch.equal(trained['stages.0.blocks.0.attn.qkv.weight'], initial['stages.0.blocks.0.attn.qkv.weight'])
+
+
 def test_a_dying_rank_fails_the_job_quickly(tmp_path):
     start = time.monotonic()
     result = torchrun(WORKER, 'die', str(tmp_path), timeout=180)
