@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmswin.models.layers.window_attention import (
     MASK_VALUE,
@@ -19,6 +20,35 @@ def test_partition_then_reverse_is_identity():
     assert windows.shape == (2, 6 * 49, 5)
     assert torch.equal(windows[0, :7, :], x[0, 0, :7])  # first row of the first window
     assert torch.equal(window_reverse(windows, 7, 14, 21), x)
+
+
+@pytest.mark.parametrize('size', [(14, 21), (11, 17), (3, 5), (20, 6), (7, 9)])
+def test_layout_to_windows_and_to_grid_equal_pad_partition_reverse_crop(size):
+    """The one-copy paths (padding, partition and crop fused) against F.pad + partition and
+    reverse + crop: values, gradients, and a non-contiguous input."""
+    H, W = size
+    layout = get_window_layout(H, W, 7, 3)
+    Hp, Wp = layout.padded_height, layout.padded_width
+    x = torch.randn(2, 5, H, W).permute(0, 2, 3, 1).requires_grad_()  # channels-last view
+    reference_x = x.detach().clone().requires_grad_()
+    torch.full((2 * Hp * Wp * 5,), float('nan'))  # freed at once: fresh buffers are not zero by luck
+    windows = layout.to_windows(x)
+    expected = window_partition(F.pad(reference_x, (0, 0, 0, Wp - W, 0, Hp - H)), 7)
+    assert torch.equal(windows, expected)
+    grad = torch.randn_like(expected)
+    windows.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(x.grad, reference_x.grad)
+
+    tokens = expected.detach().clone().requires_grad_()
+    reference_tokens = expected.detach().clone().requires_grad_()
+    grid = layout.to_grid(tokens)
+    expected_grid = window_reverse(reference_tokens, 7, Hp, Wp)[:, :H, :W]
+    assert grid.is_contiguous() and torch.equal(grid, expected_grid)
+    grad = torch.randn(2, H, W, 5)
+    grid.backward(grad)
+    expected_grid.backward(grad)
+    assert torch.equal(tokens.grad, reference_tokens.grad)
 
 
 def test_relative_position_index_matches_offsets():

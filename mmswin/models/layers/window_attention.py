@@ -52,6 +52,87 @@ def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -
     return x.permute(0, 1, 3, 2, 4, 5).reshape(B, height, width, C)
 
 
+def _grid_and_window_pieces(grid: Tensor, windows: Tensor, window_size: int):
+    """Pairs of views, ``(piece of grid, same tokens in windows)``, that together cover the
+    unpadded grid ``[B, H, W, C]`` exactly; ``windows`` is ``[B, L, C]`` in regular window
+    order of the grid padded to a multiple of the window. At most four pairs: whole
+    windows, and the partial last window row / column."""
+    B, H, W, C = grid.shape
+    M = window_size
+    rows_of_windows, last_rows = divmod(H, M)
+    cols_of_windows, last_cols = divmod(W, M)
+    # [B, window row, row in window, window column, column in window, C]
+    blocks = windows.view(B, -(-H // M), -(-W // M), M, M, C).permute(0, 1, 3, 2, 4, 5)
+    row_parts = [(0, rows_of_windows, M)] if rows_of_windows else []
+    row_parts += [(rows_of_windows, 1, last_rows)] if last_rows else []
+    col_parts = [(0, cols_of_windows, M)] if cols_of_windows else []
+    col_parts += [(cols_of_windows, 1, last_cols)] if last_cols else []
+    for first_row, num_rows, rows in row_parts:
+        for first_col, num_cols, cols in col_parts:
+            grid_piece = grid[
+                :, first_row * M : first_row * M + num_rows * rows, first_col * M : first_col * M + num_cols * cols
+            ]
+            grid_piece = grid_piece.unflatten(1, (num_rows, rows)).unflatten(3, (num_cols, cols))
+            yield (
+                grid_piece,
+                blocks[:, first_row : first_row + num_rows, :rows, first_col : first_col + num_cols, :cols],
+            )
+
+
+def pad_and_partition(x: Tensor, window_size: int) -> Tensor:
+    """``[B, H, W, C]`` -> ``[B, L, C]`` in regular window order of the grid zero-padded to a
+    multiple of the window, in one copy: padding, partition and the padding's zeros go
+    straight into the output (F.pad would fill and copy the whole grid first)."""
+    B, H, W, C = x.shape
+    M = window_size
+    Hp, Wp = -(-H // M) * M, -(-W // M) * M
+    windows = x.new_empty(B, Hp * Wp, C)
+    blocks = windows.view(B, Hp // M, Wp // M, M, M, C)
+    if H % M:
+        blocks[:, -1, :, H % M :].zero_()
+    if W % M:
+        blocks[:, :, -1, :, W % M :].zero_()
+    for grid_piece, window_piece in _grid_and_window_pieces(x, windows, M):
+        window_piece.copy_(grid_piece)
+    return windows
+
+
+def partition_reverse_and_crop(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`pad_and_partition`: ``[B, L, C]`` -> ``[B, height, width, C]``, the
+    padding dropped, in one copy."""
+    B, _, C = windows.shape
+    grid = windows.new_empty(B, height, width, C)
+    for grid_piece, window_piece in _grid_and_window_pieces(grid, windows, window_size):
+        grid_piece.copy_(window_piece)
+    return grid
+
+
+class _ToWindows(torch.autograd.Function):
+    """:func:`pad_and_partition` whose backward is the crop (the padding gets no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, window_size: int) -> Tensor:
+        ctx.window_size, ctx.size = window_size, x.shape[1:3]
+        return pad_and_partition(x, window_size)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return partition_reverse_and_crop(grad, ctx.window_size, *ctx.size), None
+
+
+class _ToGrid(torch.autograd.Function):
+    """:func:`partition_reverse_and_crop` whose backward pads the gradient with zeros."""
+
+    @staticmethod
+    def forward(ctx, windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
+        ctx.window_size = window_size
+        return partition_reverse_and_crop(windows, window_size, height, width)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return pad_and_partition(grad, ctx.window_size), None, None, None
+
+
 def relative_position_index(window_size: int) -> Tensor:
     """Index into the ``(2M-1)**2`` bias table for every (query, key) pair of a window.
 
@@ -137,18 +218,15 @@ class WindowLayout:
 
     def to_windows(self, x: Tensor) -> Tensor:
         """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order."""
-        pad_h = self.padded_height - self.height
-        pad_w = self.padded_width - self.width
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        if self.needs_padding:
+            return _ToWindows.apply(x, self.window_size)
         return window_partition(x, self.window_size)
 
     def to_grid(self, windows: Tensor) -> Tensor:
         """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped."""
-        grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
         if self.needs_padding:
-            grid = grid[:, : self.height, : self.width].contiguous()
-        return grid
+            return _ToGrid.apply(windows, self.window_size, self.height, self.width)
+        return window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
         """``[L]`` bool, True for real tokens, in regular or shifted window order (cached);
