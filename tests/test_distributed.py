@@ -2,10 +2,10 @@
 checkpointing without unused parameters, and a dying rank. Marked ``dist``: `make test-dist`.
 
 Every launch gets a free port, runs in its own process group (a timeout kills the workers
-too, none lingers) and fails with what it printed. A CI run once hung silently in the
-launcher for 300 s (not reproduced in 40+ local runs), so the worker has a watchdog and
-:func:`torchrun` retries once, with a warning carrying the stacks, only when no rank hung
-inside its training steps.
+too, none lingers) and fails with what it printed. One CI run of the ``cp`` case hung
+silently for 300 s, where is unknown (40+ local runs under load did not reproduce it), so
+the worker has a watchdog that prints its stacks, and :func:`torchrun` retries once, with
+a warning carrying the output, only when no rank hung inside its training steps.
 """
 
 import os
