@@ -39,6 +39,9 @@ def test_layout_to_windows_and_to_grid_equal_pad_partition_reverse_crop(size):
     windows.backward(grad)
     expected.backward(grad)
     assert torch.equal(x.grad, reference_x.grad)
+    # under tracing (FLOP counter, export) the F.pad path runs: same values
+    traced = torch.jit.trace(lambda grid: layout.to_grid(layout.to_windows(grid)), x.detach(), check_trace=False)
+    assert torch.equal(traced(x.detach()), x.detach())
 
     tokens = expected.detach().clone().requires_grad_()
     reference_tokens = expected.detach().clone().requires_grad_()

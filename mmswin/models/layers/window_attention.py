@@ -52,17 +52,17 @@ def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -
     return x.permute(0, 1, 3, 2, 4, 5).reshape(B, height, width, C)
 
 
-def _grid_and_window_pieces(grid: Tensor, windows: Tensor, window_size: int):
+def _grid_and_window_pieces(grid: Tensor, windows: Tensor, window_size: int, height: int, width: int):
     """Pairs of views, ``(piece of grid, same tokens in windows)``, that together cover the
-    unpadded grid ``[B, H, W, C]`` exactly; ``windows`` is ``[B, L, C]`` in regular window
-    order of the grid padded to a multiple of the window. At most four pairs: whole
-    windows, and the partial last window row / column."""
-    B, H, W, C = grid.shape
+    unpadded grid ``[B, height, width, C]`` exactly; ``windows`` is ``[B, L, C]`` in regular
+    window order of the grid padded to a multiple of the window. At most four pairs: whole
+    windows, and the partial last window row / column. (The sizes come as ints: under
+    tracing, as in MMEngine's FLOP counter, ``shape`` holds tensors.)"""
     M = window_size
-    rows_of_windows, last_rows = divmod(H, M)
-    cols_of_windows, last_cols = divmod(W, M)
+    rows_of_windows, last_rows = divmod(height, M)
+    cols_of_windows, last_cols = divmod(width, M)
     # [B, window row, row in window, window column, column in window, C]
-    blocks = windows.view(B, -(-H // M), -(-W // M), M, M, C).permute(0, 1, 3, 2, 4, 5)
+    blocks = windows.view(-1, -(-height // M), -(-width // M), M, M, windows.shape[-1]).permute(0, 1, 3, 2, 4, 5)
     row_parts = [(0, rows_of_windows, M)] if rows_of_windows else []
     row_parts += [(rows_of_windows, 1, last_rows)] if last_rows else []
     col_parts = [(0, cols_of_windows, M)] if cols_of_windows else []
@@ -79,20 +79,19 @@ def _grid_and_window_pieces(grid: Tensor, windows: Tensor, window_size: int):
             )
 
 
-def pad_and_partition(x: Tensor, window_size: int) -> Tensor:
-    """``[B, H, W, C]`` -> ``[B, L, C]`` in regular window order of the grid zero-padded to a
-    multiple of the window, in one copy: padding, partition and the padding's zeros go
-    straight into the output (F.pad would fill and copy the whole grid first)."""
-    B, H, W, C = x.shape
+def pad_and_partition(x: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """``[B, height, width, C]`` -> ``[B, L, C]`` in regular window order of the grid
+    zero-padded to a multiple of the window, in one copy: partition and the padding's zeros
+    go straight into the output (F.pad would fill and copy the whole grid first)."""
     M = window_size
-    Hp, Wp = -(-H // M) * M, -(-W // M) * M
-    windows = x.new_empty(B, Hp * Wp, C)
-    blocks = windows.view(B, Hp // M, Wp // M, M, M, C)
-    if H % M:
-        blocks[:, -1, :, H % M :].zero_()
-    if W % M:
-        blocks[:, :, -1, :, W % M :].zero_()
-    for grid_piece, window_piece in _grid_and_window_pieces(x, windows, M):
+    rows, cols = -(-height // M), -(-width // M)
+    windows = x.new_empty(x.shape[0], rows * cols * M * M, x.shape[-1])
+    blocks = windows.view(-1, rows, cols, M, M, x.shape[-1])
+    if height % M:
+        blocks[:, -1, :, height % M :].zero_()
+    if width % M:
+        blocks[:, :, -1, :, width % M :].zero_()
+    for grid_piece, window_piece in _grid_and_window_pieces(x, windows, M, height, width):
         window_piece.copy_(grid_piece)
     return windows
 
@@ -100,9 +99,8 @@ def pad_and_partition(x: Tensor, window_size: int) -> Tensor:
 def partition_reverse_and_crop(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
     """Inverse of :func:`pad_and_partition`: ``[B, L, C]`` -> ``[B, height, width, C]``, the
     padding dropped, in one copy."""
-    B, _, C = windows.shape
-    grid = windows.new_empty(B, height, width, C)
-    for grid_piece, window_piece in _grid_and_window_pieces(grid, windows, window_size):
+    grid = windows.new_empty(windows.shape[0], height, width, windows.shape[-1])
+    for grid_piece, window_piece in _grid_and_window_pieces(grid, windows, window_size, height, width):
         grid_piece.copy_(window_piece)
     return grid
 
@@ -111,13 +109,13 @@ class _ToWindows(torch.autograd.Function):
     """:func:`pad_and_partition` whose backward is the crop (the padding gets no gradient)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, window_size: int) -> Tensor:
-        ctx.window_size, ctx.size = window_size, x.shape[1:3]
-        return pad_and_partition(x, window_size)
+    def forward(ctx, x: Tensor, window_size: int, height: int, width: int) -> Tensor:
+        ctx.sizes = window_size, height, width
+        return pad_and_partition(x, window_size, height, width)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return partition_reverse_and_crop(grad, ctx.window_size, *ctx.size), None
+        return partition_reverse_and_crop(grad, *ctx.sizes), None, None, None
 
 
 class _ToGrid(torch.autograd.Function):
@@ -125,12 +123,12 @@ class _ToGrid(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
-        ctx.window_size = window_size
+        ctx.sizes = window_size, height, width
         return partition_reverse_and_crop(windows, window_size, height, width)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return pad_and_partition(grad, ctx.window_size), None, None, None
+        return pad_and_partition(grad, *ctx.sizes), None, None, None
 
 
 def relative_position_index(window_size: int) -> Tensor:
@@ -217,16 +215,29 @@ class WindowLayout:
         return self._cast_masks[key]
 
     def to_windows(self, x: Tensor) -> Tensor:
-        """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order."""
-        if self.needs_padding:
-            return _ToWindows.apply(x, self.window_size)
-        return window_partition(x, self.window_size)
+        """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order.
+
+        Padded grids take one copy (:func:`pad_and_partition`), except under tracing
+        (``torch.jit.trace``, MMEngine's FLOP counter, ONNX export), where sizes are
+        traced tensors and a custom autograd Function would not export: there, the
+        plain ``F.pad`` + partition.
+        """
+        if not self.needs_padding:
+            return window_partition(x, self.window_size)
+        if torch.jit.is_tracing():
+            x = F.pad(x, (0, 0, 0, self.padded_width - self.width, 0, self.padded_height - self.height))
+            return window_partition(x, self.window_size)
+        return _ToWindows.apply(x, self.window_size, self.height, self.width)
 
     def to_grid(self, windows: Tensor) -> Tensor:
-        """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped."""
-        if self.needs_padding:
-            return _ToGrid.apply(windows, self.window_size, self.height, self.width)
-        return window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
+        """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped
+        (one copy; under tracing reverse + crop, as in :meth:`to_windows`)."""
+        if not self.needs_padding:
+            return window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
+        if torch.jit.is_tracing():
+            grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
+            return grid[:, : self.height, : self.width].contiguous()
+        return _ToGrid.apply(windows, self.window_size, self.height, self.width)
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
         """``[L]`` bool, True for real tokens, in regular or shifted window order (cached);
