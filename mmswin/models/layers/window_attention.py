@@ -105,30 +105,24 @@ def partition_reverse_and_crop(windows: Tensor, window_size: int, height: int, w
     return grid
 
 
-class _ToWindows(torch.autograd.Function):
-    """:func:`pad_and_partition` whose backward is the crop (the padding gets no gradient)."""
+def _relayout(tensor: Tensor, to_windows: bool, window_size: int, height: int, width: int) -> Tensor:
+    if to_windows:
+        return pad_and_partition(tensor, window_size, height, width)
+    return partition_reverse_and_crop(tensor, window_size, height, width)
+
+
+class _Relayout(torch.autograd.Function):
+    """Grid -> window order (``to_windows``) or back, in one copy; the gradient goes the
+    other way (padding and crop are each other's backward: the padding gets none)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, window_size: int, height: int, width: int) -> Tensor:
-        ctx.sizes = window_size, height, width
-        return pad_and_partition(x, window_size, height, width)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return partition_reverse_and_crop(grad, *ctx.sizes), None, None, None
-
-
-class _ToGrid(torch.autograd.Function):
-    """:func:`partition_reverse_and_crop` whose backward pads the gradient with zeros."""
-
-    @staticmethod
-    def forward(ctx, windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
-        ctx.sizes = window_size, height, width
-        return partition_reverse_and_crop(windows, window_size, height, width)
+    def forward(ctx, tensor: Tensor, to_windows: bool, window_size: int, height: int, width: int) -> Tensor:
+        ctx.backward_args = not to_windows, window_size, height, width
+        return _relayout(tensor, to_windows, window_size, height, width)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        return pad_and_partition(grad, *ctx.sizes), None, None, None
+        return _relayout(grad, *ctx.backward_args), None, None, None, None
 
 
 def relative_position_index(window_size: int) -> Tensor:
@@ -227,7 +221,7 @@ class WindowLayout:
         if torch.jit.is_tracing():
             x = F.pad(x, (0, 0, 0, self.padded_width - self.width, 0, self.padded_height - self.height))
             return window_partition(x, self.window_size)
-        return _ToWindows.apply(x, self.window_size, self.height, self.width)
+        return _Relayout.apply(x, True, self.window_size, self.height, self.width)
 
     def to_grid(self, windows: Tensor) -> Tensor:
         """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped
@@ -237,7 +231,7 @@ class WindowLayout:
         if torch.jit.is_tracing():
             grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
             return grid[:, : self.height, : self.width].contiguous()
-        return _ToGrid.apply(windows, self.window_size, self.height, self.width)
+        return _Relayout.apply(windows, False, self.window_size, self.height, self.width)
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
         """``[L]`` bool, True for real tokens, in regular or shifted window order (cached);
