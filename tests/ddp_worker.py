@@ -6,8 +6,7 @@ MODE ``step``: one SGD step of SwinBackbone on one image per rank; rank 0 saves 
 parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
 and/or activation checkpointing, find_unused_parameters=False. MODE ``drop``: three
 steps at drop_path_rate 0.9 with one image per rank, so that whole local batches drop
-branches. MODE ``die``: rank 1
-exits mid-run while rank 0 waits in a collective.
+branches. MODE ``die``: rank 1 exits mid-run while rank 0 waits in a collective.
 
 Each rank prints ``rank R: ready`` once the process group is up and ``rank R: trained``
 once its steps (and rank 0's save) are done, and has a watchdog: a rank still running

@@ -56,8 +56,7 @@ def _grid_and_window_pieces(grid: Tensor, windows: Tensor, window_size: int, hei
     """Pairs of views, ``(piece of grid, same tokens in windows)``, that together cover the
     unpadded grid ``[B, height, width, C]`` exactly; ``windows`` is ``[B, L, C]`` in regular
     window order of the grid padded to a multiple of the window. At most four pairs: whole
-    windows, and the partial last window row / column. (The sizes come as ints: under
-    tracing, as in MMEngine's FLOP counter, ``shape`` holds tensors.)"""
+    windows, and the partial last window row / column."""
     M = window_size
     rows_of_windows, last_rows = divmod(height, M)
     cols_of_windows, last_cols = divmod(width, M)
