@@ -61,24 +61,19 @@ def hung_outside_training(result: subprocess.CompletedProcess, ranks: int = 2) -
 
 def torchrun(*args, timeout=300) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT, PYTHONUNBUFFERED='1')
-    for attempt in range(2):
-        command = [
-            sys.executable,
-            '-m',
-            'torch.distributed.run',
-            '--nproc_per_node',
-            '2',
-            '--master_port',
-            str(free_port()),
-            *args,
-        ]
-        result = launch(command, env, timeout)
-        if attempt == 1 or not hung_outside_training(result):
-            return result
+
+    def run_once() -> subprocess.CompletedProcess:
+        port = str(free_port())
+        command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', port]
+        return launch([*command, *args], env, timeout)
+
+    result = run_once()
+    if hung_outside_training(result):
         output = result.stdout + result.stderr
         warnings.warn(
             f'torchrun hung outside the training steps; retrying once. Its output:\n{output[-6000:]}', stacklevel=2
         )
+        result = run_once()
     return result
 
 

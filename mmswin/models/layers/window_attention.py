@@ -215,22 +215,21 @@ class WindowLayout:
         traced tensors and a custom autograd Function would not export: there, the
         plain ``F.pad`` + partition.
         """
-        if not self.needs_padding:
-            return window_partition(x, self.window_size)
-        if torch.jit.is_tracing():
+        if self.needs_padding and not torch.jit.is_tracing():
+            return _Relayout.apply(x, True, self.window_size, self.height, self.width)
+        if self.needs_padding:
             x = F.pad(x, (0, 0, 0, self.padded_width - self.width, 0, self.padded_height - self.height))
-            return window_partition(x, self.window_size)
-        return _Relayout.apply(x, True, self.window_size, self.height, self.width)
+        return window_partition(x, self.window_size)
 
     def to_grid(self, windows: Tensor) -> Tensor:
         """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped
         (one copy; under tracing reverse + crop, as in :meth:`to_windows`)."""
-        if not self.needs_padding:
-            return window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
-        if torch.jit.is_tracing():
-            grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
-            return grid[:, : self.height, : self.width].contiguous()
-        return _Relayout.apply(windows, False, self.window_size, self.height, self.width)
+        if self.needs_padding and not torch.jit.is_tracing():
+            return _Relayout.apply(windows, False, self.window_size, self.height, self.width)
+        grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
+        if self.needs_padding:
+            grid = grid[:, : self.height, : self.width].contiguous()
+        return grid
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
         """``[L]`` bool, True for real tokens, in regular or shifted window order (cached);
