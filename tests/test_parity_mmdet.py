@@ -1,6 +1,7 @@
-"""The backbone's proof of correctness: same weights, same stage outputs as MMDetection's
-SwinTransformer (the official detection backbone), at sizes that are multiples of
-neither 32 nor 7. Official-layout weights go through mmdet's own ``swin_converter``."""
+"""The backbone's proof of correctness: same weights, same stage outputs (and, in
+training, the same gradients) as MMDetection's SwinTransformer (the official detection
+backbone), at sizes that are multiples of neither 32 nor 7. Official-layout weights go
+through mmdet's own ``swin_converter``."""
 
 import pytest
 import torch
@@ -47,3 +48,43 @@ def test_stage_outputs_match_mmdet(arch, size):
     for a, b in zip(actual, expected):
         assert a.shape == b.shape
         assert (a - b).abs().max().item() < 1e-4
+
+
+def _input_and_parameter_gradients(model, x, output_weights):
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    outputs = model(x)
+    sum((out * weight).sum() for out, weight in zip(outputs, output_weights)).backward()
+    return x.grad, {name: param.grad for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize('size', [(1, 97, 131), (2, 70, 90)], ids=lambda s: 'x'.join(map(str, s)))
+def test_training_gradients_match_mmdet(size):
+    """Training mode, autograd on: the input's and every parameter's gradient equal
+    MMDetection's, at sizes whose grids are padded in every stage (the padded tokens'
+    keys and values, the qkv bias they carry, the odd-size patch merging)."""
+    from mmdet.models.backbones.swin import swin_converter
+
+    ours, theirs = build_pair('tiny')
+    ours.train()
+    theirs.train()
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(size[0], 3, size[1], size[2])
+        output_weights = [torch.randn(out.shape) for out in ours(x)]
+        our_input_grad, our_grads = _input_and_parameter_gradients(ours, x, output_weights)
+        their_input_grad, their_grads = _input_and_parameter_gradients(theirs, x, output_weights)
+    finally:
+        ours.eval()
+        theirs.eval()
+
+    def close(actual, expected):
+        return (actual - expected).abs().max().item() <= 1e-5 * max(1.0, expected.abs().max().item())
+
+    assert close(our_input_grad, their_input_grad)
+    # Our gradients in MMDetection's layout (the converter only renames and permutes).
+    converted = swin_converter(to_official_layout(our_grads))
+    converted = {key[len('backbone.') :]: value for key, value in converted.items()}
+    assert converted.keys() == their_grads.keys()
+    mismatched = [name for name, grad in their_grads.items() if not close(converted[name], grad)]
+    assert mismatched == []
