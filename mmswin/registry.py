@@ -14,8 +14,11 @@ from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmswin', locations=['mmswin.models'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmswin', locations=['mmswin.engine'])
-OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin', locations=['mmswin.engine'])
+# The engine modules that register into HOOKS / OPTIM_WRAPPERS (mmswin.engine's own
+# __init__ imports nothing, to keep the tools' start-up light).
+ENGINE_MODULES = [f'mmswin.engine.{name}' for name in ('cpu_amp', 'finite_loss', 'iter_seed', 'plain_checkpoint')]
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmswin', locations=ENGINE_MODULES)
+OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin', locations=ENGINE_MODULES)
 DATASETS = Registry(
     'dataset',
     parent=MMENGINE_DATASETS,

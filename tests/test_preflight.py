@@ -128,3 +128,32 @@ def test_run_tool_shuts_the_process_group_down_after_a_finished_run(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+_IMPORTS_AFTER_TOOL = """
+import runpy, sys
+sys.argv = [{tool!r}] + {args!r}
+try:
+    runpy.run_path({path!r}, run_name='__main__')
+except SystemExit as done:
+    print('exit', done.code)
+print('heavy', sorted(name for name in ('torch', 'mmengine.optim', 'mmdet', 'mmseg') if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    'tool, args, code',
+    [
+        ('train.py', ['--help'], 0),
+        ('test.py', ['--help'], 0),
+        ('demo.py', ['--help'], 0),
+        ('train.py', ['configs/no_such_config.py'], 2),
+    ],
+)
+def test_help_and_a_missing_config_answer_before_heavy_imports(tool, args, code):
+    """Flags and a wrong config path are answered without importing torch, MMEngine's
+    optimisers, MMDetection or MMSegmentation (seconds of start-up)."""
+    script = _IMPORTS_AFTER_TOOL.format(tool=tool, args=args, path=f'{ROOT}/tools/{tool}')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2:] == [f'exit {code}', 'heavy []'], result.stdout[-2000:] + result.stderr[-2000:]

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.finite_loss import NonFiniteLossError  # noqa: E402
+from mmswin.engine.errors import NonFiniteLossError  # noqa: E402
 from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 

@@ -11,9 +11,7 @@ from mmengine.optim import OptimWrapper
 
 from mmswin.registry import HOOKS, OPTIM_WRAPPERS
 
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
+from .errors import NonFiniteLossError
 
 
 @OPTIM_WRAPPERS.register_module()

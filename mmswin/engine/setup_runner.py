@@ -10,7 +10,6 @@ import importlib
 import os
 from typing import Optional
 
-import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 from mmengine.logging import print_log
 
@@ -39,8 +38,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
 def register_scope(cfg: Config) -> None:
     """Register mmswin and the config's downstream library in MMEngine's registries."""
-    import mmswin.engine  # noqa: F401
     import mmswin.models  # noqa: F401
+    from mmswin.engine import import_registered_modules
+
+    import_registered_modules()
 
     library = importlib.import_module(f'{cfg.default_scope}.utils')
     library.register_all_modules(init_default_scope=False)
@@ -65,6 +66,8 @@ def adapt_to_hardware(cfg: Config, launcher: str) -> None:
     group backend follows the hardware (NCCL on CUDA, gloo on CPU) unless the config
     sets ``env_cfg.dist_cfg.backend``.
     """
+    import torch
+
     on_cuda = torch.cuda.is_available()
     if launcher == 'none' or not on_cuda:
         changed: list = []
@@ -101,6 +104,8 @@ def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
 
 def enable_amp(cfg: Config) -> None:
     """``--amp``: fp16 with dynamic loss scaling on CUDA, bf16 autocast on CPU."""
+    import torch
+
     optim_wrapper = cfg.optim_wrapper
     if optim_wrapper.get('type') == 'AmpOptimWrapper':
         print_log('AMP is already enabled in the config', logger='current')
