@@ -14,8 +14,8 @@ from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmswin', locations=['mmswin.models'])
-# The engine modules that register into HOOKS / OPTIM_WRAPPERS (mmswin.engine's own
-# __init__ imports nothing, to keep the tools' start-up light).
+# The engine modules that register into HOOKS / OPTIM_WRAPPERS (the package's own
+# __init__ imports none of them, to keep the tools' start-up light).
 ENGINE_MODULES = [f'mmswin.engine.{name}' for name in ('cpu_amp', 'finite_loss', 'iter_seed', 'plain_checkpoint')]
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmswin', locations=ENGINE_MODULES)
 OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmswin', locations=ENGINE_MODULES)

@@ -38,10 +38,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
 def register_scope(cfg: Config) -> None:
     """Register mmswin and the config's downstream library in MMEngine's registries."""
-    import mmswin.models  # noqa: F401
-    from mmswin.engine import import_registered_modules
+    from mmswin.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
-    import_registered_modules()
+    for registry in (MODELS, HOOKS, OPTIM_WRAPPERS):
+        registry.import_from_location()
 
     library = importlib.import_module(f'{cfg.default_scope}.utils')
     library.register_all_modules(init_default_scope=False)
