@@ -116,6 +116,38 @@ def test_models_part_skips_a_missing_config_with_its_name(tmp_path):
     assert 'mask_rcnn: skipped' in stdout
 
 
+_FAULTS_OF_A_REUSED_ALLOCATION = """
+import resource, sys
+sys.path.insert(0, {tools!r})
+import benchmark, torch
+if sys.argv[1] == 'keep':
+    benchmark.keep_freed_memory()
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(2**24).fill_(1.0)  # 64 MiB, above glibc's largest default mmap threshold
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(faults)
+"""
+
+
+def test_keep_freed_memory_reuses_pages_and_is_reported(tmp_path):
+    """By default a freed 64 MiB tensor is unmapped and the next one faults every page in
+    again; with --keep-freed-memory the pages are reused. The run records the setting."""
+    script = _FAULTS_OF_A_REUSED_ALLOCATION.format(tools=os.path.join(ROOT, 'tools'))
+    faults = {}
+    for mode in ('default', 'keep'):
+        proc = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        faults[mode] = int(proc.stdout.split()[-1])
+    assert faults['default'] > 10_000 and faults['keep'] < 1_000, faults
+
+    results, stdout = run_quick(
+        tmp_path, '--keep-freed-memory', '--parts', 'models', '--det-config', 'no/d.py', '--seg-config', 'no/s.py'
+    )
+    assert results['environment']['keep_freed_memory'] is True
+    assert 'freed memory kept in the heap (--keep-freed-memory)' in stdout.splitlines()[0]
+
+
 @pytest.mark.slow
 def test_quick_run_of_the_whole_models(tmp_path):
     det = os.path.join(ROOT, 'configs', 'mask_rcnn_swin_t.py')
