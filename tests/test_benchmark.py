@@ -116,30 +116,35 @@ def test_models_part_skips_a_missing_config_with_its_name(tmp_path):
     assert 'mask_rcnn: skipped' in stdout
 
 
-_FAULTS_OF_A_REUSED_ALLOCATION = """
+_FAULTS_OF_REUSED_ALLOCATIONS = """
 import resource, sys
 sys.path.insert(0, {tools!r})
 import benchmark, torch
 if sys.argv[1] == 'keep':
     benchmark.keep_freed_memory()
-for _ in range(3):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(2**24).fill_(1.0)  # 64 MiB, above glibc's largest default mmap threshold
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(faults)
+for _ in range(3):  # 64 MiB, above glibc's largest default mmap threshold; the heap may grow twice
+    torch.empty(2**24).fill_(1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.empty(2**24).fill_(1.0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
 def test_keep_freed_memory_reuses_pages_and_is_reported(tmp_path):
-    """By default a freed 64 MiB tensor is unmapped and the next one faults every page in
-    again; with --keep-freed-memory the pages are reused. The run records the setting."""
-    script = _FAULTS_OF_A_REUSED_ALLOCATION.format(tools=os.path.join(ROOT, 'tools'))
+    """By default each freed 64 MiB tensor is unmapped and the next one faults all its 16384
+    pages in again; with --keep-freed-memory the pages stay in the heap and are reused. Small
+    allocations landing in a freed block can make the heap grow by another block now and then
+    (which iteration depends on the machine: CI's grew on the third), so the test warms up
+    with three blocks and counts ten reuses together. The run records the setting."""
+    script = _FAULTS_OF_REUSED_ALLOCATIONS.format(tools=os.path.join(ROOT, 'tools'))
     faults = {}
     for mode in ('default', 'keep'):
         proc = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         faults[mode] = int(proc.stdout.split()[-1])
-    assert faults['default'] > 10_000 and faults['keep'] < 1_000, faults
+    pages = 2**24 * 4 // 4096
+    assert faults['default'] > 8 * pages and faults['keep'] < 3 * pages, faults
 
     results, stdout = run_quick(
         tmp_path, '--keep-freed-memory', '--parts', 'models', '--det-config', 'no/d.py', '--seg-config', 'no/s.py'
