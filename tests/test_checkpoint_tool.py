@@ -1,6 +1,7 @@
 """tools/convert_checkpoint.py: any format in, an mmswin checkpoint out that loads untouched."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,45 @@ def test_bad_files_exit_with_a_clear_message(reference, tmp_path, capsys):
     assert convert_checkpoint.main([str(resnet), str(tmp_path / 'dst.pth')]) == 1
     assert 'no Swin Transformer weights' in capsys.readouterr().err
     assert not (tmp_path / 'dst.pth').exists()
+
+
+def test_a_failed_write_leaves_no_file_and_an_existing_dst_untouched(reference, tmp_path, capsys, monkeypatch):
+    """torch.save dies half-way (a full disk): DST keeps its old bytes and no partial file
+    is left beside it. Writing straight into DST would leave it half-written."""
+    src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
+    torch.save(timm_layout(reference.state_dict()), src)
+    dst.write_bytes(b'previous conversion')
+
+    def save_half_then_fail(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b'PK\x03\x04 half a checkpoint')
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(torch, 'save', save_half_then_fail)
+    assert convert_checkpoint.main([str(src), str(dst)]) == 1
+    err = capsys.readouterr().err
+    assert f"DST '{dst}': writing failed (No space left on device); nothing was written" in err
+    assert dst.read_bytes() == b'previous conversion'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['dst.pth', 'src.pth']
+
+
+def test_bad_paths_are_refused_before_the_source_is_read(tmp_path, capsys, monkeypatch):
+    """A wrong SRC or DST is named at once, not after reading a checkpoint of hundreds of MB."""
+    src = tmp_path / 'src.pth'
+    src.write_bytes(b'never read')
+    monkeypatch.setattr(convert_checkpoint, 'convert_file', lambda *args: pytest.fail('source was read'))
+    assert convert_checkpoint.main([str(tmp_path / 'missing.pth'), str(tmp_path / 'dst.pth')]) == 1
+    assert f"SRC '{tmp_path / 'missing.pth'}': no such file" in capsys.readouterr().err
+    assert convert_checkpoint.main([str(src), str(tmp_path)]) == 1
+    assert f"DST '{tmp_path}' is a directory; give a file path, e.g. '{tmp_path / 'swin.pth'}'" in (
+        capsys.readouterr().err
+    )
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    access = os.access  # the suite may run as root, who may write anywhere: deny this folder
+    monkeypatch.setattr(os, 'access', lambda path, mode: str(path) != str(locked) and access(path, mode))
+    assert convert_checkpoint.main([str(src), str(locked / 'sub' / 'dst.pth')]) == 1
+    assert f"cannot write into '{locked}' (permission denied)" in capsys.readouterr().err
+    assert list(locked.iterdir()) == []
 
 
 def test_command_line(reference, tmp_path):

@@ -12,19 +12,11 @@ through every path (``init_cfg=dict(type='Pretrained', checkpoint=DST)``, ``load
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-import torch
-
-from mmswin.checkpoint import (
-    CheckpointFormatError,
-    convert_state_dict,
-    describe_arch,
-    read_checkpoint,
-    resize_relative_position_bias_table,
-    table_window_size,
-)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,10 +46,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_paths(src: str, dst: str) -> None:
+    """Refuse what would fail after the (possibly long) read of SRC: no SRC, a DST that is a
+    directory, or a DST in a place this user cannot write to."""
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f'SRC {src!r}: no such file; give the path of a .pth checkpoint')
+    if os.path.isdir(dst):
+        raise ValueError(f'DST {dst!r} is a directory; give a file path, e.g. {os.path.join(dst, "swin.pth")!r}')
+    parent = os.path.dirname(os.path.abspath(dst))
+    existing = parent
+    while not os.path.isdir(existing):  # the part of DST's directory that exists already
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f'DST {dst!r}: cannot write into {existing!r} (permission denied); choose another path')
+
+
+def save_atomically(payload: dict, dst: str) -> None:
+    """``torch.save`` into a hidden file beside DST, then rename it over DST: an interrupted
+    or failed write (a full disk) leaves no half-written DST, and an existing DST (even
+    SRC itself) is replaced only by a complete file."""
+    import torch
+
+    parent = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(parent, exist_ok=True)
+    partial = os.path.join(parent, f'.{os.path.basename(dst)}.{os.getpid()}.partial')  # same file system
+    try:
+        torch.save(payload, partial)
+        os.replace(partial, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
 def convert_file(
     src: str, dst: str, window_size: int | None = None, prefix: str | None = None, trusted: bool = False
 ) -> str:
     """Write ``dst`` from ``src`` and return a one-line summary of what was done."""
+    from mmswin.checkpoint import (
+        convert_state_dict,
+        describe_arch,
+        read_checkpoint,
+        resize_relative_position_bias_table,
+        table_window_size,
+    )
+
+    check_paths(src, dst)
     converted = convert_state_dict(read_checkpoint(src, trusted=trusted), prefix=prefix)
     state_dict = converted.state_dict
     resized = 0
@@ -69,8 +103,10 @@ def convert_file(
     arch = describe_arch({key: tuple(tensor.shape) for key, tensor in state_dict.items()})
     # Plain str/int values only, so the file loads with torch.load(weights_only=True).
     meta = dict(mmswin_converted_from=converted.description, source_file=os.path.basename(src), arch=arch)
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=meta), dst)
+    try:
+        save_atomically(dict(state_dict=state_dict, meta=meta), dst)
+    except OSError as error:
+        raise OSError(f'DST {dst!r}: writing failed ({error.strerror or error}); nothing was written') from error
     parts = [f'wrote {dst}: {len(state_dict)} tensors converted from {converted.description}', f'arch: {arch}']
     if resized:
         parts.append(f'resized {resized} relative position bias tables to window {window_size}')
@@ -85,8 +121,15 @@ def convert_file(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_paths(args.src, args.dst)  # before importing torch: a wrong path costs no start-up
+    except (OSError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    from mmswin.checkpoint import CheckpointFormatError
+
+    try:
         print(convert_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))
-    except (FileNotFoundError, CheckpointFormatError, ValueError) as error:
+    except (OSError, ValueError, CheckpointFormatError) as error:  # FileNotFoundError is an OSError
         print(f'error: {error}', file=sys.stderr)
         return 1
     return 0
