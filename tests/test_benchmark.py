@@ -97,14 +97,22 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert heading in stdout
 
 
-def test_bad_drop_path_rate_is_refused_before_any_work(tmp_path):
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--train-drop-path-rate', '1.5'], '--train-drop-path-rate must be in [0, 1), got 1.5'),
+        (['--json', '{tmp}'], "--json '{tmp}' is a directory; give a file path, e.g. '{tmp}/benchmark.json'"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path, args, message):
+    args = [arg.format(tmp=tmp_path) for arg in args]
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'benchmark.py'), '--train-drop-path-rate', '1.5'],
+        [sys.executable, os.path.join(ROOT, 'tools', 'benchmark.py'), *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2 and '--train-drop-path-rate must be in [0, 1), got 1.5' in proc.stderr
+    assert proc.returncode == 2 and message.format(tmp=tmp_path) in proc.stderr, proc.stderr[-2000:]
 
 
 def test_models_part_skips_a_missing_config_with_its_name(tmp_path):

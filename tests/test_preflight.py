@@ -1,12 +1,20 @@
 """Missing data sets and checkpoints give one clear line, before any heavy work."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 from mmengine.config import Config
 
-from mmswin.engine.preflight import BadDataError, PreflightError, check_checkpoints, check_datasets, run_tool
+from mmswin.engine.preflight import (
+    BadDataError,
+    PreflightError,
+    check_checkpoints,
+    check_datasets,
+    check_output_file,
+    run_tool,
+)
 from tests.tools_runner import ROOT
 
 
@@ -79,6 +87,22 @@ def test_truncated_pretrained_checkpoint_is_reported_before_training(tmp_path):
     good.write_bytes(good.read_bytes()[:200])
     with pytest.raises(PreflightError, match='truncated'):
         check_checkpoints(det_cfg(tmp_path))
+
+
+def test_output_file_checks_name_the_argument_and_create_nothing(tmp_path, monkeypatch):
+    check_output_file(str(tmp_path / 'new' / 'deeper' / 'out.json'), '--json', 'out.json')  # may be made later
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PreflightError, match=f"--json '{tmp_path}' is a directory; give a file path, e.g. "):
+        check_output_file(str(tmp_path), '--json', 'out.json')
+    (tmp_path / 'notes.txt').write_text('a file')
+    with pytest.raises(PreflightError, match="'.*notes.txt' is a file, not a folder"):
+        check_output_file(str(tmp_path / 'notes.txt' / 'out.json'), '--json', 'out.json')
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    access = os.access  # the suite may run as root, who may write anywhere: deny this folder
+    monkeypatch.setattr(os, 'access', lambda path, mode: str(path) != str(locked) and access(path, mode))
+    with pytest.raises(PreflightError, match=f"--out '.*': cannot write into '{locked}' \\(permission denied\\)"):
+        check_output_file(str(locked / 'a' / 'page.md'), '--out', 'page.md')
 
 
 def test_run_tool_prints_one_error_line_and_exits_2():

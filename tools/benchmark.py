@@ -58,6 +58,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
+from mmswin.engine.preflight import PreflightError, check_output_file  # noqa: E402
 from mmswin.models import SwinBackbone  # noqa: E402
 from mmswin.models.backbones.swin import ARCH_ZOO, _resolve_arch  # noqa: E402
 
@@ -1294,6 +1295,13 @@ def parse_args(argv=None):
             parser.error(f'{flag} must be in [0, 1), got {rate}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: CUDA is not available')
+    outputs = (('--json', args.json, 'benchmark.json'), ('--plot', args.plot, 'scaling.png'))
+    for flag, path, example in outputs:  # found now, not after half an hour of measuring
+        try:
+            if path:
+                check_output_file(path, flag, example)
+        except PreflightError as error:
+            parser.error(str(error))
     return args
 
 

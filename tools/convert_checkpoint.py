@@ -18,6 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from mmswin.engine.preflight import PreflightError, check_output_file  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,15 +52,8 @@ def check_paths(src: str, dst: str) -> None:
     """Refuse what would fail after the (possibly long) read of SRC: no SRC, a DST that is a
     directory, or a DST in a place this user cannot write to."""
     if not os.path.isfile(src):
-        raise FileNotFoundError(f'SRC {src!r}: no such file; give the path of a .pth checkpoint')
-    if os.path.isdir(dst):
-        raise ValueError(f'DST {dst!r} is a directory; give a file path, e.g. {os.path.join(dst, "swin.pth")!r}')
-    parent = os.path.dirname(os.path.abspath(dst))
-    existing = parent
-    while not os.path.isdir(existing):  # the part of DST's directory that exists already
-        existing = os.path.dirname(existing)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f'DST {dst!r}: cannot write into {existing!r} (permission denied); choose another path')
+        raise FileNotFoundError(f"SRC '{src}': no such file; give the path of a .pth checkpoint")
+    check_output_file(dst, 'DST', 'swin.pth')
 
 
 def save_atomically(payload: dict, dst: str) -> None:
@@ -122,14 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_paths(args.src, args.dst)  # before importing torch: a wrong path costs no start-up
-    except (OSError, ValueError) as error:
+    except (OSError, PreflightError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     from mmswin.checkpoint import CheckpointFormatError
 
     try:
         print(convert_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))
-    except (OSError, ValueError, CheckpointFormatError) as error:  # FileNotFoundError is an OSError
+    except (OSError, ValueError, PreflightError, CheckpointFormatError) as error:  # FileNotFoundError: OSError
         print(f'error: {error}', file=sys.stderr)
         return 1
     return 0

@@ -33,7 +33,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
+from mmswin.engine.preflight import PreflightError, check_output_file, run_tool  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/get_flops.py, also when imported
 from get_flops import Complexity  # noqa: E402
@@ -389,6 +389,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.check:
+        check_output_file(args.out, '--out', 'model_zoo.md')  # before minutes of counting
     existing = None
     if os.path.isfile(args.out):
         with open(args.out) as f:
@@ -427,6 +429,7 @@ def main(argv=None) -> int:
             '(counts changed models only)'
         )
         return 1
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         f.write(page)
     print(f'wrote {shown}: {len(entries)} configs{note}')

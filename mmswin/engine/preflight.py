@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterator, Mapping, NoReturn, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, NoReturn, Optional
 
-from mmengine.config import Config
+if TYPE_CHECKING:  # annotations only: tools import this module before anything heavy
+    from mmengine.config import Config
 
 REMOTE_PREFIXES = ('http://', 'https://', 'torchvision://', 'open-mmlab://', 'mmcls://', 'modelzoo://', 's3://')
 
@@ -69,6 +70,24 @@ def _destroy_process_group() -> None:
     distributed = sys.modules.get('torch.distributed')
     if distributed is not None and distributed.is_available() and distributed.is_initialized():
         distributed.destroy_process_group()
+
+
+def check_output_file(path: str, what: str, example: str) -> None:
+    """An output file must be writable where it is asked for, checked before the work whose
+    result it will hold: not a directory, and in a folder that exists or can be made by
+    this user. ``what`` names the argument, ``example`` a file name for the hint. Nothing
+    is created here."""
+    if os.path.isdir(path):
+        raise PreflightError(f"{what} '{path}' is a directory; give a file path, e.g. '{os.path.join(path, example)}'")
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(existing):  # the part of the folder that exists already
+        if os.path.exists(existing):
+            raise PreflightError(f"{what} '{path}': '{existing}' is a file, not a folder; choose another path")
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PreflightError(
+            f"{what} '{path}': cannot write into '{existing}' (permission denied); choose another path"
+        )
 
 
 def invalid_json_error(path: str, line: int, column: int, reason: str) -> PreflightError:
