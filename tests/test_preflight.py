@@ -13,8 +13,10 @@ from mmswin.engine.preflight import (
     check_checkpoints,
     check_datasets,
     check_output_file,
+    check_output_folder,
     run_tool,
 )
+from mmswin.engine.setup_runner import set_work_dir
 from tests.tools_runner import ROOT
 
 
@@ -105,6 +107,32 @@ def test_output_file_checks_name_the_argument_and_create_nothing(tmp_path, monke
         check_output_file(str(locked / 'a' / 'page.md'), '--out', 'page.md')
 
 
+def test_output_folder_checks_name_the_argument_and_create_nothing(tmp_path, monkeypatch):
+    check_output_folder(str(tmp_path / 'runs' / 'a'), '--out-dir')
+    check_output_folder(str(tmp_path), '--out-dir')
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / 'notes.txt').write_text('a file')
+    with pytest.raises(PreflightError, match="--out-dir '.*notes.txt' is a file, not a folder; choose another path"):
+        check_output_folder(str(tmp_path / 'notes.txt'), '--out-dir')
+    with pytest.raises(PreflightError, match="--out-dir '.*': '.*notes.txt' is a file, not a folder"):
+        check_output_folder(str(tmp_path / 'notes.txt' / 'pictures'), '--out-dir')
+    access = os.access  # the suite may run as root, who may write anywhere: deny this folder
+    monkeypatch.setattr(os, 'access', lambda path, mode: str(path) != str(tmp_path) and access(path, mode))
+    with pytest.raises(PreflightError, match=f"cannot write into '{tmp_path}' \\(permission denied\\)"):
+        check_output_folder(str(tmp_path / 'runs'), '--out-dir')
+
+
+def test_work_dir_that_cannot_be_a_folder_is_named_with_its_source(tmp_path):
+    (tmp_path / 'taken').write_text('a file')
+    cfg = Config(dict(work_dir=str(tmp_path / 'taken')))
+    with pytest.raises(PreflightError, match="the config's work_dir '.*taken' is a file, not a folder"):
+        set_work_dir(cfg, 'configs/x.py', None)
+    with pytest.raises(PreflightError, match="--work-dir '.*': '.*taken' is a file, not a folder"):
+        set_work_dir(cfg, 'configs/x.py', str(tmp_path / 'taken' / 'run'))
+    set_work_dir(cfg, 'configs/x.py', str(tmp_path / 'run'))
+    assert cfg.work_dir == str(tmp_path / 'run') and not (tmp_path / 'run').exists()
+
+
 def test_run_tool_prints_one_error_line_and_exits_2():
     script = (
         'from mmswin.engine.preflight import PreflightError, run_tool\n'
@@ -183,3 +211,15 @@ def test_help_and_a_missing_config_answer_before_heavy_imports(tool, args, code)
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     lines = result.stdout.strip().splitlines()
     assert lines[-2:] == [f'exit {code}', 'heavy []'], result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_test_tool_refuses_an_unpicklable_out_path_first():
+    """MMEngine's DumpResults takes only .pkl paths and says so after the runner is built."""
+    script = _IMPORTS_AFTER_TOOL.format(
+        tool='test.py',
+        args=['configs/mask_rcnn_swin_t.py', 'README.md', '--out', 'results.json'],
+        path=f'{ROOT}/tools/test.py',
+    )
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.strip().splitlines()[-2:] == ['exit 2', 'heavy []'], result.stdout + result.stderr
+    assert result.stderr == "error: --out 'results.json': the predictions are pickled; give a .pkl path\n"

@@ -141,7 +141,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     images = list_images(args.image)
-    from mmswin.engine.preflight import check_checkpoint_file
+    from mmswin.engine.preflight import check_checkpoint_file, check_output_folder
     from mmswin.engine.setup_runner import load_config
 
     cfg = load_config(args.config)
@@ -150,6 +150,7 @@ def main(argv=None) -> int:
         raise PreflightError(f'--score-thr must be in [0, 1], got {args.score_thr}')
     if not 0.0 < args.opacity <= 1.0:
         raise PreflightError(f'--opacity must be in (0, 1], got {args.opacity}')
+    check_output_folder(args.out_dir, '--out-dir')
     device = resolve_device(args.device)
 
     import mmcv

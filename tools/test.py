@@ -44,8 +44,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswin.engine import setup_runner
     from mmswin.engine.config_checks import check_model_config
-    from mmswin.engine.preflight import check_checkpoint_file, check_datasets
+    from mmswin.engine.preflight import check_checkpoint_file, check_datasets, check_output_file
 
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise PreflightError(f"--out '{args.out}': the predictions are pickled; give a .pkl path")
+        check_output_file(args.out, '--out', 'results.pkl')
     checkpoint = newest_checkpoint(args.checkpoint) if os.path.isdir(args.checkpoint) else args.checkpoint
     check_checkpoint_file(checkpoint, 'checkpoint', 'pass the .pth written by tools/train.py (see its work dir)')
     cfg = setup_runner.load_config(args.config, args.cfg_options)

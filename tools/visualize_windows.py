@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
+from mmswin.engine.preflight import PreflightError, check_output_folder, run_tool  # noqa: E402
 
 # Mask mosaic colours (RGB): allowed pairs, allowed pairs of a padded query (its output
 # is thrown away), pairs masked because the tokens come from different regions, pairs
@@ -371,6 +371,7 @@ def main(argv=None) -> int:
         raise PreflightError(f'--size needs two positive sizes, got {height} {width}')
     if args.window < 2:
         raise PreflightError(f'--window must be >= 2 (a window of {args.window} has no shift), got {args.window}')
+    check_output_folder(args.out, '--out')
     layout = stage_layout(height, width, args.window, args.mask_padding)
     no_padding = stage_layout(height, width, args.window, False)  # tells region masks from padding masks
     os.makedirs(args.out, exist_ok=True)

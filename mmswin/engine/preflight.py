@@ -79,7 +79,20 @@ def check_output_file(path: str, what: str, example: str) -> None:
     is created here."""
     if os.path.isdir(path):
         raise PreflightError(f"{what} '{path}' is a directory; give a file path, e.g. '{os.path.join(path, example)}'")
-    existing = os.path.dirname(os.path.abspath(path))
+    _check_can_make(os.path.dirname(os.path.abspath(path)), what, path)
+
+
+def check_output_folder(path: str, what: str) -> None:
+    """An output folder (a work dir, a folder of pictures) must be a folder, or one this user
+    can make, before the work that fills it. Nothing is created here."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PreflightError(f"{what} '{path}' is a file, not a folder; choose another path")
+    _check_can_make(os.path.abspath(path), what, path)
+
+
+def _check_can_make(folder: str, what: str, path: str) -> None:
+    """``folder`` exists and is writable, or its nearest existing parent is a writable folder."""
+    existing = folder
     while not os.path.isdir(existing):  # the part of the folder that exists already
         if os.path.exists(existing):
             raise PreflightError(f"{what} '{path}': '{existing}' is a file, not a folder; choose another path")

@@ -118,10 +118,15 @@ def enable_amp(cfg: Config) -> None:
 
 
 def set_work_dir(cfg: Config, config_path: str, work_dir: Optional[str]) -> None:
+    """``--work-dir``, else the config's ``work_dir``, else ``work_dirs/<config name>``; one
+    that cannot be a folder is refused here, before the model and data are built."""
+    from .preflight import check_output_folder
+
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = os.path.join('./work_dirs', os.path.splitext(os.path.basename(config_path))[0])
+    check_output_folder(cfg.work_dir, '--work-dir' if work_dir is not None else "the config's work_dir")
 
 
 def enable_show_dir(cfg: Config, show_dir: str) -> None:
