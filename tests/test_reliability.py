@@ -122,6 +122,23 @@ def test_misspelt_backbone_argument_suggests_the_right_one():
         check_model_config(demo_cfg(drop_pth_rate=0.1))
 
 
+@pytest.mark.parametrize(
+    'argument, fix',
+    [
+        (dict(embed_dims=96), r'arch=dict\(embed_dims=96'),
+        (dict(pretrained='swin_tiny.pth'), r"init_cfg=dict\(type='Pretrained'"),
+        (dict(convert_weights=True), 'converted on load'),
+        (dict(strides=(4, 2, 2, 2)), 'patch merging'),
+    ],
+)
+def test_mmdetection_swin_arguments_are_translated(argument, fix):
+    """A config moved over from MMDetection's SwinTransformer names the argument and says
+    how SwinBackbone takes it."""
+    name = next(iter(argument))
+    with pytest.raises(PreflightError, match=f"'{name}' is an argument of MMDetection's SwinTransformer.*{fix}"):
+        check_model_config(demo_cfg(**argument))
+
+
 def test_unscoped_swin_backbone_says_how_to_fix_it():
     with pytest.raises(PreflightError, match="type='mmswin.SwinBackbone'.*custom_imports"):
         check_model_config(demo_cfg(type='SwinBackbone'))

@@ -23,14 +23,36 @@ def _stage_widths(backbone: dict) -> list[int] | None:
     return [embed_dims * 2**i for i in out_indices]
 
 
+_ARCH_HINT = "give the sizes as arch=dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)) or arch='tiny'"
+
+# Arguments of MMDetection's / MMSegmentation's SwinTransformer that SwinBackbone spells
+# differently or does not need: a config moved over from there gets the translation.
+PEER_ARGUMENTS = {
+    'embed_dims': _ARCH_HINT,
+    'depths': _ARCH_HINT,
+    'num_heads': _ARCH_HINT,
+    'pretrained': "load weights with init_cfg=dict(type='Pretrained', checkpoint=PATH) (any public format)",
+    'convert_weights': 'drop it: every public weight format is recognised and converted on load',
+    'strides': 'drop it: the strides follow from patch_size (4) and the patch merging between stages',
+    'act_cfg': 'drop it: the MLP uses GELU, as in the paper',
+    'norm_cfg': 'drop it: the blocks and the output norms use LayerNorm, as in the paper',
+}
+
+
 def check_backbone_arguments(backbone: dict) -> None:
-    """Unknown SwinBackbone arguments, with the closest known name."""
+    """Unknown SwinBackbone arguments: a peer's name gets its translation, a misspelt one
+    the closest known name."""
     from mmswin.models import SwinBackbone
 
     known = set(inspect.signature(SwinBackbone.__init__).parameters) - {'self'}
     for name in backbone:
         if name in ('type', '_scope_') or name in known:
             continue
+        if name in PEER_ARGUMENTS:
+            raise PreflightError(
+                f"model.backbone: '{name}' is an argument of MMDetection's SwinTransformer, not of "
+                f'SwinBackbone; {PEER_ARGUMENTS[name]}'
+            )
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f'known arguments: {", ".join(sorted(known))}'
         raise PreflightError(f"model.backbone has an unknown SwinBackbone argument '{name}'; {hint}")
