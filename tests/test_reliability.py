@@ -135,7 +135,9 @@ def test_mmdetection_swin_arguments_are_translated(argument, fix):
     """A config moved over from MMDetection's SwinTransformer names the argument and says
     how SwinBackbone takes it."""
     name = next(iter(argument))
-    with pytest.raises(PreflightError, match=f"'{name}' is an argument of MMDetection's SwinTransformer.*{fix}"):
+    with pytest.raises(
+        PreflightError, match=f"'{name}' is an argument of MMDetection's / MMSegmentation's SwinTransformer.*{fix}"
+    ):
         check_model_config(demo_cfg(**argument))
 
 

@@ -50,8 +50,8 @@ def check_backbone_arguments(backbone: dict) -> None:
             continue
         if name in PEER_ARGUMENTS:
             raise PreflightError(
-                f"model.backbone: '{name}' is an argument of MMDetection's SwinTransformer, not of "
-                f'SwinBackbone; {PEER_ARGUMENTS[name]}'
+                f"model.backbone: '{name}' is an argument of MMDetection's / MMSegmentation's SwinTransformer, "
+                f'not of SwinBackbone; {PEER_ARGUMENTS[name]}'
             )
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f'known arguments: {", ".join(sorted(known))}'
