@@ -49,6 +49,14 @@ def test_missing_annotation_file_names_path_and_demo(tmp_path):
     assert 'annotations/train.json' in message and 'make demo' in message and '\n' not in message
 
 
+@pytest.mark.parametrize('field, value', [('batch_size', 0), ('batch_size', 2.5), ('num_workers', -1)])
+def test_loader_counts_that_are_not_counts_are_named(tmp_path, field, value):
+    cfg = det_cfg(tmp_path)
+    cfg.train_dataloader[field] = value
+    with pytest.raises(PreflightError, match=f'train_dataloader.{field} must be an integer >= .*, got {value}; set it'):
+        check_datasets(cfg, ('train_dataloader',))
+
+
 def test_missing_image_folder_is_reported(tmp_path):
     (tmp_path / 'coco' / 'annotations').mkdir(parents=True)
     (tmp_path / 'coco' / 'annotations' / 'train.json').write_text('{}')

@@ -164,13 +164,21 @@ def _datasets(dataset: dict) -> Iterator[dict]:
 
 
 def check_datasets(cfg: Config, loader_keys: tuple[str, ...]) -> None:
-    """Raise :class:`PreflightError` if an annotation file or image folder is missing, or a
-    JSON annotation file is visibly broken (see :func:`check_json_file`)."""
+    """Raise :class:`PreflightError` if a loader's batch size or worker count is not a
+    count, an annotation file or image folder is missing, or a JSON annotation file is
+    visibly broken (see :func:`check_json_file`)."""
     hint = DATA_HINTS.get(cfg.get('default_scope'), 'check the data_root in the config')
     for key in loader_keys:
         loader = cfg.get(key)
         if not loader:
             continue
+        for field, minimum in (('batch_size', 1), ('num_workers', 0)):
+            value = loader.get(field, minimum)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise PreflightError(
+                    f'{key}.{field} must be an integer >= {minimum}, got {value!r}; '
+                    f'set it with --cfg-options {key}.{field}=N'
+                )
         for dataset in _datasets(loader.get('dataset')):
             root = dataset.get('data_root') or ''
             expected = []
