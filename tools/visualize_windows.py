@@ -26,13 +26,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from mmswin.engine.preflight import PreflightError, check_output_folder, run_tool  # noqa: E402
+
+if TYPE_CHECKING:  # torch loads after the arguments are checked
+    import torch
 
 # Mask mosaic colours (RGB): allowed pairs, allowed pairs of a padded query (its output
 # is thrown away), pairs masked because the tokens come from different regions, pairs
@@ -65,6 +68,8 @@ WINDOW_COLOURS = (
 def stage_layout(height: int, width: int, window_size: int, mask_padding: bool):
     """Run a one-channel-wide ``SwinStage`` on an ``height x width`` grid and return the
     ``WindowLayout`` it attended with (the cached object itself)."""
+    import torch
+
     from mmswin.models.backbones.swin import SwinStage
     from mmswin.models.layers.window_attention import get_window_layout
 
@@ -84,6 +89,8 @@ def stage_layout(height: int, width: int, window_size: int, mask_padding: bool):
 
 def regular_positions(layout) -> np.ndarray:
     """``[L, 2]``: the (row, col) in the padded grid of each token of the regular window order."""
+    import torch
+
     from mmswin.models.layers.window_attention import window_reverse
 
     Hp, Wp = layout.padded_height, layout.padded_width
