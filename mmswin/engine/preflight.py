@@ -211,13 +211,13 @@ def _pretrained_checkpoints(node, path: str = 'model') -> Iterator[tuple[str, st
 
 def check_checkpoint_file(path: str, what: str, fix: str) -> None:
     """A local checkpoint must exist and be a complete PyTorch file (checked without loading it)."""
+    if not isinstance(path, str) or path.startswith(REMOTE_PREFIXES):
+        return
+    if not os.path.isfile(path):  # answered before mmswin.checkpoint brings torch in
+        raise PreflightError(f"{what} not found: '{path}'; {fix}")
     from mmswin.checkpoint.errors import CheckpointFormatError
     from mmswin.checkpoint.io import verify_checkpoint_file
 
-    if not isinstance(path, str) or path.startswith(REMOTE_PREFIXES):
-        return
-    if not os.path.isfile(path):
-        raise PreflightError(f"{what} not found: '{path}'; {fix}")
     try:
         verify_checkpoint_file(path)
     except CheckpointFormatError as error:
