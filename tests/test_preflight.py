@@ -212,6 +212,7 @@ print('heavy', sorted(name for name in ('torch', 'mmengine.optim', 'mmdet', 'mms
         ('convert_checkpoint.py', ['no_such.pth', 'out.pth'], 1),
         ('visualize_windows.py', ['--size', '14', '0'], 2),
         ('test.py', ['configs/mask_rcnn_swin_t.py', 'no_such.pth'], 2),
+        ('get_flops.py', ['configs/no_such_config.py'], 2),
     ],
 )
 def test_help_and_a_missing_config_answer_before_heavy_imports(tool, args, code):

@@ -20,15 +20,14 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
 from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
+
+if TYPE_CHECKING:  # torch loads when counting starts, after the arguments are checked
+    from torch import nn
 
 # Mask head RoIs in MMDetection's StandardRoIHead.forward (``rois[:100]``).
 MASK_HEAD_ROIS = 100
@@ -87,6 +86,7 @@ def build_model(cfg):
     No pretrained file is read; the backbone uses its eager attention so that the
     counter sees the attention matmuls.
     """
+    import torch
     from mmengine.registry import DefaultScope
 
     from mmswin.engine.setup_runner import register_scope
@@ -105,61 +105,59 @@ def build_model(cfg):
     return model.eval()
 
 
-class TwoStageTestForward(nn.Module):
-    """What a two-stage detector computes at test time, as ``forward(inputs)``: features,
-    the RPN head, and the RoI heads on ``num_proposals`` fixed boxes."""
+def counting_module(model: nn.Module, height: int, width: int) -> nn.Module:
+    """The module the counter traces, as ``forward(inputs)``.
 
-    def __init__(self, detector: nn.Module, height: int, width: int):
-        super().__init__()
-        from mmdet.structures import DetDataSample
-        from mmengine.structures import InstanceData
+    A two-stage detector: what it computes at test time (features, the RPN head, and the
+    RoI heads on ``test_cfg.rpn.max_per_img`` fixed boxes; ``num_proposals`` says how
+    many). Segmentors and single-stage detectors: ``model._forward(inputs)``, the
+    ``mode='tensor'`` path.
+    """
+    import torch
+    from torch import nn
 
-        self.model = detector
-        self.num_proposals = int(detector.test_cfg.rpn.max_per_img)
-        corners = torch.rand(self.num_proposals, 2, 2, generator=torch.Generator().manual_seed(0))
-        corners = corners * torch.tensor([width, height])
-        boxes = torch.cat([corners.min(1).values, corners.max(1).values + 1.0], dim=1)  # [P, 4] x1 y1 x2 y2
-        self.proposals = [InstanceData(bboxes=boxes)]
-        self.samples = [
-            DetDataSample(
-                metainfo=dict(
-                    img_shape=(height, width),
-                    pad_shape=(height, width),
-                    batch_input_shape=(height, width),
-                    scale_factor=(1.0, 1.0),
-                )
-            )
-        ]
+    class TensorForward(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-    def forward(self, inputs: Tensor):
-        features = self.model.extract_feat(inputs)
-        return self.model.rpn_head(features), self.model.roi_head.forward(features, self.proposals, self.samples)
+        def forward(self, inputs):
+            return self.model._forward(inputs)
 
+    class TwoStageTestForward(nn.Module):
+        def __init__(self):
+            super().__init__()
+            from mmdet.structures import DetDataSample
+            from mmengine.structures import InstanceData
 
-class TensorForward(nn.Module):
-    """``model._forward(inputs)`` (the ``mode='tensor'`` path) as a module call: segmentors
-    (backbone, neck, decode head) and single-stage detectors."""
+            self.model = model
+            self.num_proposals = int(model.test_cfg.rpn.max_per_img)
+            corners = torch.rand(self.num_proposals, 2, 2, generator=torch.Generator().manual_seed(0))
+            corners = corners * torch.tensor([width, height])
+            boxes = torch.cat([corners.min(1).values, corners.max(1).values + 1.0], dim=1)  # [P, 4] x1 y1 x2 y2
+            self.proposals = [InstanceData(bboxes=boxes)]
+            shape = (height, width)
+            meta = dict(img_shape=shape, pad_shape=shape, batch_input_shape=shape, scale_factor=(1.0, 1.0))
+            self.samples = [DetDataSample(metainfo=meta)]
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
+        def forward(self, inputs):
+            features = self.model.extract_feat(inputs)
+            return self.model.rpn_head(features), self.model.roi_head.forward(features, self.proposals, self.samples)
 
-    def forward(self, inputs: Tensor):
-        return self.model._forward(inputs)
+    two_stage = hasattr(model, 'roi_head') and getattr(model, 'with_rpn', False)
+    return TwoStageTestForward() if two_stage else TensorForward()
 
 
 def count_complexity(cfg, size: Optional[tuple[int, int]] = None) -> Complexity:
     """Count parameters and FLOPs of ``cfg``'s model at ``size`` (default: its test size)."""
+    import torch
     from mmengine.analysis import FlopAnalyzer, parameter_count
 
     requested = tuple(size) if size else test_input_size(cfg)
     height, width = padded_size(cfg, requested)
     model = build_model(cfg)
     params = parameter_count(model)
-    if hasattr(model, 'roi_head') and getattr(model, 'with_rpn', False):
-        wrapper = TwoStageTestForward(model, height, width)
-    else:
-        wrapper = TensorForward(model)
+    wrapper = counting_module(model, height, width)
     inputs = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         analyzer = FlopAnalyzer(wrapper, (inputs,))
@@ -185,6 +183,8 @@ def format_count(value: int) -> str:
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
+
     parser = argparse.ArgumentParser(
         description="Parameters and FLOPs (multiply-adds) of a config's model and "
         'of its backbone, on a randomly initialised model'
