@@ -114,10 +114,10 @@ def test_a_failed_write_leaves_no_file_and_an_existing_dst_untouched(reference, 
 def test_bad_paths_are_refused_before_the_source_is_read(tmp_path, capsys, monkeypatch):
     """A wrong SRC or DST is named at once, not after reading a checkpoint of hundreds of MB."""
     src = tmp_path / 'src.pth'
-    src.write_bytes(b'never read')
+    torch.save({'never.read': torch.zeros(1)}, src)
     monkeypatch.setattr(convert_checkpoint, 'convert_file', lambda *args: pytest.fail('source was read'))
     assert convert_checkpoint.main([str(tmp_path / 'missing.pth'), str(tmp_path / 'dst.pth')]) == 1
-    assert f"SRC '{tmp_path / 'missing.pth'}': no such file" in capsys.readouterr().err
+    assert f"SRC not found: '{tmp_path / 'missing.pth'}'; give the path of a .pth checkpoint" in capsys.readouterr().err
     assert convert_checkpoint.main([str(src), str(tmp_path)]) == 1
     assert f"DST '{tmp_path}' is a directory; give a file path, e.g. '{tmp_path / 'swin.pth'}'" in (
         capsys.readouterr().err

@@ -1297,11 +1297,11 @@ def parse_args(argv=None):
         parser.error('--device cuda: CUDA is not available')
     outputs = (('--json', args.json, 'benchmark.json'), ('--plot', args.plot, 'scaling.png'))
     for flag, path, example in outputs:  # found now, not after half an hour of measuring
-        try:
-            if path:
+        if path:
+            try:
                 check_output_file(path, flag, example)
-        except PreflightError as error:
-            parser.error(str(error))
+            except PreflightError as error:
+                parser.error(str(error))
     return args
 
 

@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError, check_output_file  # noqa: E402
+from mmswin.engine.preflight import PreflightError, check_checkpoint_file, check_output_file  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,10 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_paths(src: str, dst: str) -> None:
-    """Refuse what would fail after the (possibly long) read of SRC: no SRC, a DST that is a
-    directory, or a DST in a place this user cannot write to."""
-    if not os.path.isfile(src):
-        raise FileNotFoundError(f"SRC '{src}': no such file; give the path of a .pth checkpoint")
+    """Refuse what would fail after the (possibly long) read of SRC: no SRC (or a visibly
+    broken one), a DST that is a directory, or a DST in a place this user cannot write to."""
+    check_checkpoint_file(src, 'SRC', 'give the path of a .pth checkpoint')
     check_output_file(dst, 'DST', 'swin.pth')
 
 
@@ -77,7 +76,7 @@ def save_atomically(payload: dict, dst: str) -> None:
 def convert_file(
     src: str, dst: str, window_size: int | None = None, prefix: str | None = None, trusted: bool = False
 ) -> str:
-    """Write ``dst`` from ``src`` and return a one-line summary of what was done."""
+    """Write ``dst`` from ``src`` (checked by :func:`check_paths`) and return a one-line summary."""
     from mmswin.checkpoint import (
         convert_state_dict,
         describe_arch,
@@ -86,7 +85,6 @@ def convert_file(
         table_window_size,
     )
 
-    check_paths(src, dst)
     converted = convert_state_dict(read_checkpoint(src, trusted=trusted), prefix=prefix)
     state_dict = converted.state_dict
     resized = 0
@@ -116,15 +114,15 @@ def convert_file(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        check_paths(args.src, args.dst)  # before importing torch: a wrong path costs no start-up
-    except (OSError, PreflightError) as error:
+        check_paths(args.src, args.dst)  # a missing SRC or a bad DST costs no torch start-up
+    except PreflightError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     from mmswin.checkpoint import CheckpointFormatError
 
     try:
         print(convert_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))
-    except (OSError, ValueError, PreflightError, CheckpointFormatError) as error:  # FileNotFoundError: OSError
+    except (OSError, ValueError, CheckpointFormatError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     return 0
