@@ -176,18 +176,55 @@ def test_run_tool_exit_codes(capsys):
         run_tool(diverged)  # not caught unless named in ``also``
 
 
-def test_run_tool_shuts_the_process_group_down_after_a_finished_run(tmp_path):
-    import torch.distributed as dist
+_TOOL_EXIT = """
+import atexit, os, sys
+import torch.distributed as dist
+from mmswin.engine.preflight import PreflightError, run_tool
 
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0, world_size=1)
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            run_tool(lambda: 0)
-        assert exit_.value.code == 0
-        assert not dist.is_initialized()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+class Teardown:
+    def __del__(self):
+        os.write(1, b'teardown ran\\n')
+
+keeper = Teardown()  # a module global: collected in the interpreter's teardown
+if sys.argv[1] == 'distributed':
+    dist.init_process_group('gloo', init_method='file://' + sys.argv[2], rank=0, world_size=1)
+atexit.register(lambda: print('atexit ran'))
+
+def main():
+    print('buffered output')  # stdout is a pipe: block-buffered until flushed
+    if sys.argv[3] == 'error':
+        raise PreflightError('bad input')
+    return int(sys.argv[3])
+
+run_tool(main)
+"""
+
+
+@pytest.mark.parametrize(
+    'mode, outcome, code, teardown',
+    [
+        ('single', '0', 0, True),
+        ('distributed', '0', 0, False),
+        ('distributed', '3', 3, False),
+        ('distributed', 'error', 2, False),
+    ],
+)
+def test_a_distributed_rank_exits_without_the_interpreter_teardown(tmp_path, mode, outcome, code, teardown):
+    """A rank leaves with os._exit (its teardown could abort it after a finished run), yet
+    with its exit code, its output flushed and the atexit handlers run; a single-process
+    run exits normally."""
+    result = subprocess.run(
+        [sys.executable, '-c', _TOOL_EXIT, mode, str(tmp_path / 'store'), outcome],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ['buffered output', 'atexit ran'], result.stdout + result.stderr
+    assert ('teardown ran' in lines) == teardown
+    assert result.stderr == ('error: bad input\n' if outcome == 'error' else '')
 
 
 _IMPORTS_AFTER_TOOL = """
