@@ -67,7 +67,7 @@ def _exit(code: Optional[int]) -> NoReturn:
     """Exit with ``code``; after a distributed run, without the interpreter's teardown.
 
     A finished rank sometimes aborted in its teardown (``terminate called without an
-    active exception``, SIGABRT, about one ``make test-dist`` in five on 2 loaded cores),
+    active exception``, SIGABRT: twice in about fifteen ``make test-dist`` runs here),
     with its training, checkpoint and validation complete, and that failed the job; shutting
     the process group down first did not prevent it. So a rank runs the atexit handlers
     (logging's flush among them), flushes its output and leaves with ``os._exit``: no
