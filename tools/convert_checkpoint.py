@@ -12,12 +12,12 @@ through every path (``init_cfg=dict(type='Pretrained', checkpoint=DST)``, ``load
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from mmswin.atomic import atomic_file  # noqa: E402
 from mmswin.engine.preflight import PreflightError, check_checkpoint_file, check_output_file  # noqa: E402
 
 
@@ -56,21 +56,14 @@ def check_paths(src: str, dst: str) -> None:
 
 
 def save_atomically(payload: dict, dst: str) -> None:
-    """``torch.save`` into a hidden file beside DST, then rename it over DST: an interrupted
-    or failed write (a full disk) leaves no half-written DST, and an existing DST (even
-    SRC itself) is replaced only by a complete file."""
+    """``torch.save`` into a hidden file beside DST, synced, then renamed over DST: a failed
+    or interrupted write (a full disk) leaves no half-written DST, and an existing DST
+    (even SRC itself) is replaced only by a complete file."""
     import torch
 
-    parent = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(parent, exist_ok=True)
-    partial = os.path.join(parent, f'.{os.path.basename(dst)}.{os.getpid()}.partial')  # same file system
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    with atomic_file(dst) as partial:
         torch.save(payload, partial)
-        os.replace(partial, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
 
 
 def convert_file(

@@ -13,7 +13,7 @@ import os
 import cv2
 import numpy as np
 
-from .atomic import atomic_directory
+from ..atomic import atomic_directory
 from .shapes import SHAPE_CLASSES, check_set_arguments, draw_split
 
 SEG_CLASSES = ('background',) + SHAPE_CLASSES

@@ -14,7 +14,7 @@ import os
 import cv2
 import numpy as np
 
-from .atomic import atomic_directory
+from ..atomic import atomic_directory
 from .shapes import SHAPE_CLASSES, check_set_arguments, draw_split, mask_to_polygons
 
 SPLITS = ('train', 'val')

@@ -7,6 +7,8 @@ import os
 from mmengine.dist import master_only
 from mmengine.runner import Runner
 
+from mmswin.atomic import atomic_file
+
 
 class AtomicCheckpointRunner(Runner):
     """Writes each checkpoint to a hidden temporary file, syncs it, then renames it.
@@ -17,13 +19,5 @@ class AtomicCheckpointRunner(Runner):
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
-        partial = f'.{filename}.partial'
-        partial_path = os.path.join(out_dir, partial)
-        try:
-            super().save_checkpoint(out_dir, partial, *args, **kwargs)
-            with open(partial_path, 'rb+') as file:
-                os.fsync(file.fileno())
-            os.replace(partial_path, os.path.join(out_dir, filename))
-        finally:
-            if os.path.exists(partial_path):
-                os.remove(partial_path)
+        with atomic_file(os.path.join(out_dir, filename)) as partial:
+            super().save_checkpoint(out_dir, os.path.basename(partial), *args, **kwargs)
