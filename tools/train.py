@@ -19,7 +19,7 @@ from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmswin.engine.config_checks import CfgOptionsAction
 
     parser = argparse.ArgumentParser(description='Train a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file, e.g. configs/mask_rcnn_swin_t.py')
@@ -37,7 +37,7 @@ def parse_args(argv=None):
         const='auto',
         help='resume from CKPT, or without a value from the newest checkpoint in the work dir',
     )
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value ...')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ...')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -48,10 +48,12 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswin.engine import setup_runner
-    from mmswin.engine.config_checks import check_model_config
+    from mmswin.engine.config_checks import check_model_config, check_train_loop
     from mmswin.engine.preflight import check_checkpoints, check_datasets
 
+    setup_runner.check_launcher(args.launcher)
     cfg = setup_runner.load_config(args.config, args.cfg_options)
+    check_train_loop(cfg)
     setup_runner.register_scope(cfg)
     check_model_config(cfg)
     cfg.launcher = args.launcher

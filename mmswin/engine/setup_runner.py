@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Optional
 
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
@@ -19,13 +20,20 @@ SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """The config at ``path`` with the ``--cfg-options`` merged in. A missing file, a syntax
+    error in it or its ``_base_`` files, a missing ``_base_`` file, an override that does not
+    fit the config's value, or a scope the tools do not run is a :class:`PreflightError`."""
+    from .config_checks import check_cfg_options, check_config_files
+
     if not os.path.isfile(path):
         raise PreflightError(
             f"config file not found: '{path}'; configs live under configs/, e.g. "
             'configs/demo/mask_rcnn_swin_t_shapes.py'
         )
+    check_config_files(path)
     cfg = Config.fromfile(path)
     if cfg_options:
+        check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope')
     if scope not in SUPPORTED_SCOPES:
@@ -47,6 +55,28 @@ def register_scope(cfg: Config) -> None:
     library.register_all_modules(init_default_scope=False)
 
 
+# The environment each launcher's starter sets, and the starter to use.
+LAUNCHER_ENVIRONMENT = {
+    'pytorch': (('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'), 'tools/dist_train.sh or tools/dist_test.sh (torchrun)'),
+    'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'), 'tools/slurm_train.sh or tools/slurm_test.sh (srun)'),
+}
+
+
+def check_launcher(launcher: str) -> None:
+    """``--launcher pytorch`` (or ``slurm``) in a process its starter did not start is
+    named with the starter to use, instead of failing in the process group's rendezvous."""
+    if launcher not in LAUNCHER_ENVIRONMENT:
+        return
+    names, starter = LAUNCHER_ENVIRONMENT[launcher]
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        tool = os.path.basename(sys.argv[0]) or 'the tool'
+        raise PreflightError(
+            f'--launcher {launcher}: {", ".join(missing)} not set, so {tool} was not started by its launcher; '
+            f'start it with {starter}, or leave out --launcher to run one process'
+        )
+
+
 def _replace_sync_bn(node, path: str, changed: list) -> None:
     if isinstance(node, dict):
         if node.get('type') in ('SyncBN', 'MMSyncBN'):
@@ -66,6 +96,7 @@ def adapt_to_hardware(cfg: Config, launcher: str) -> None:
     group backend follows the hardware (NCCL on CUDA, gloo on CPU) unless the config
     sets ``env_cfg.dist_cfg.backend``.
     """
+    check_launcher(launcher)
     import torch
 
     on_cuda = torch.cuda.is_available()
@@ -158,12 +189,21 @@ def build_runner(cfg: Config):
     from .atomic_runner import AtomicCheckpointRunner
     from .plain_checkpoint import PlainCheckpointHook
 
-    if 'runner_type' in cfg:
-        from mmengine.registry import RUNNERS
+    from .config_checks import backbone_error
 
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = AtomicCheckpointRunner.from_cfg(cfg)
+    try:
+        if 'runner_type' in cfg:
+            from mmengine.registry import RUNNERS
+
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = AtomicCheckpointRunner.from_cfg(cfg)
+    except (ValueError, TypeError) as error:
+        # The backbone's arguments, refused while the model is built: one line, not the chain.
+        named = backbone_error(cfg, error)
+        if named is None:
+            raise
+        raise named from None
     if not any(isinstance(hook, PlainCheckpointHook) for hook in runner.hooks):
         runner.register_hook(PlainCheckpointHook())
     return runner
