@@ -13,7 +13,7 @@ from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
+    from mmswin.engine.config_checks import CfgOptionsAction
 
     parser = argparse.ArgumentParser(description='Test a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file')
@@ -21,7 +21,7 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
     parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
     parser.add_argument('--show-dir', help='save pictures of the predictions under <work dir>/<timestamp>/SHOW_DIR')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value ...')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ...')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
