@@ -220,9 +220,12 @@ def _pretrained_checkpoints(node, path: str = 'model') -> Iterator[tuple[str, st
 
 
 def check_checkpoint_file(path: str, what: str, fix: str) -> None:
-    """A local checkpoint must exist and be a complete PyTorch file (checked without loading it)."""
+    """A local checkpoint must be a complete PyTorch file that the safe loader accepts and
+    that matches its checksum file (see ``mmswin.checkpoint.io.verify_checkpoint_file``)."""
     if not isinstance(path, str) or path.startswith(REMOTE_PREFIXES):
         return
+    if os.path.isdir(path):
+        raise PreflightError(f"{what} '{path}' is a directory, not a checkpoint file; {fix}")
     if not os.path.isfile(path):  # answered before mmswin.checkpoint brings torch in
         raise PreflightError(f"{what} not found: '{path}'; {fix}")
     from mmswin.checkpoint.errors import CheckpointFormatError
