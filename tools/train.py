@@ -38,6 +38,12 @@ def parse_args(argv=None):
         help='resume from CKPT, or without a value from the newest checkpoint in the work dir',
     )
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ...')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='UNSAFE: load checkpoints (--resume, load_from, pretrained) with a full pickle, which runs any code '
+        'in the file; only for files you trust that hold Python objects besides tensors',
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -47,6 +53,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.trust_checkpoint:
+        from mmswin.checkpoint.io import trust_checkpoints
+
+        trust_checkpoints()
     from mmswin.engine import setup_runner
     from mmswin.engine.config_checks import check_model_config, check_train_loop
     from mmswin.engine.preflight import check_checkpoints, check_datasets
