@@ -7,6 +7,10 @@ map), so the pixels are set to the ignore index, which the loss and the metric s
 the file and its values are named once in a warning: one bad map does not stop a
 160k-iteration run, and a wholly wrong label set shows as a warning for every file.
 
+A label map of another size than its image, or with more than one channel (an RGB
+picture of the classes instead of their indices), cannot be trained on at all: such files
+are named in one error when the data set is built, from the files' headers.
+
 Unreadable image and label map files: see
 :class:`~mmswin.datasets.unreadable_images.SkipUnreadableImages`.
 """
@@ -18,9 +22,56 @@ import logging
 from mmengine.logging import print_log
 from mmseg.datasets import ADE20KDataset, BaseSegDataset
 
+from mmswin.engine.preflight import PreflightError
 from mmswin.registry import DATASETS
 
+from .image_headers import read_header
 from .unreadable_images import SkipUnreadableImages, shared_flags
+
+MAX_LISTED = 3  # files named in one error line
+
+
+class LabelMapsMatchImages:
+    """Mixin for an MMSegmentation data set: every label map must have its image's size and
+    one channel, checked from the headers when the data set is built (``check_label_maps``,
+    default True; not on remote storage). Files that cannot be read are left to the loader."""
+
+    def __init__(self, *args, check_label_maps: bool = True, **kwargs):
+        self.check_label_maps = check_label_maps
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        data_list = super().load_data_list()
+        if self.check_label_maps and not getattr(self, 'backend_args', None):
+            self.check_shapes(data_list)
+        return data_list
+
+    def check_shapes(self, data_list: list[dict]) -> None:
+        problems = []
+        for info in data_list:
+            if not info.get('seg_map_path'):
+                continue
+            labels = read_header(info['seg_map_path'])
+            image = read_header(info['img_path'])
+            if labels is None or image is None:
+                continue
+            if labels.channels != 1:
+                problems.append(
+                    f"label map '{info['seg_map_path']}' has {labels.channels} channels (a colour picture of the "
+                    'classes?); a label map holds one class index per pixel: save it as a one-channel or palette PNG'
+                )
+            elif not image.matches(labels.height, labels.width):
+                problems.append(
+                    f"label map '{info['seg_map_path']}' is {labels.size_text} (width x height) but its image "
+                    f"'{info['img_path']}' is {image.size_text}; each label map must have its image's size"
+                )
+        if problems:
+            more = f'; and {len(problems) - MAX_LISTED} more' if len(problems) > MAX_LISTED else ''
+            raise PreflightError(
+                f'{len(problems)} of {len(data_list)} label maps do not fit their images: '
+                + '; '.join(problems[:MAX_LISTED])
+                + more
+            )
 
 
 class IgnoreOutOfRangeLabels:
@@ -59,15 +110,17 @@ class IgnoreOutOfRangeLabels:
 
 
 @DATASETS.register_module()
-class CheckedBaseSegDataset(IgnoreOutOfRangeLabels, SkipUnreadableImages, BaseSegDataset):
-    """``BaseSegDataset`` with checked label values and unreadable files skipped in training.
+class CheckedBaseSegDataset(IgnoreOutOfRangeLabels, LabelMapsMatchImages, SkipUnreadableImages, BaseSegDataset):
+    """``BaseSegDataset`` with checked label maps and unreadable files skipped in training.
 
     Args:
         max_unreadable (int): unreadable files skipped before it is an error. Default: 100.
+        check_label_maps (bool): check each label map's size and channels against its
+            image when the data set is built. Default: True.
         Everything else as ``mmseg.datasets.BaseSegDataset``.
     """
 
 
 @DATASETS.register_module()
-class CheckedADE20KDataset(IgnoreOutOfRangeLabels, SkipUnreadableImages, ADE20KDataset):
-    """``ADE20KDataset`` with checked label values and unreadable files skipped in training."""
+class CheckedADE20KDataset(IgnoreOutOfRangeLabels, LabelMapsMatchImages, SkipUnreadableImages, ADE20KDataset):
+    """``ADE20KDataset`` with checked label maps and unreadable files skipped in training."""
