@@ -196,7 +196,9 @@ class CfgOptionsAction(DictAction):
             if not key:
                 raise PreflightError(f"--cfg-options item '{item}' has no key before '='; {CFG_OPTIONS_FIX}")
             if not value:
-                raise PreflightError(f"--cfg-options item '{item}' has no value; write {key}=VALUE ({key}=None to unset it)")
+                raise PreflightError(
+                    f"--cfg-options item '{item}' has no value; write {key}=VALUE ({key}=None to unset it)"
+                )
             if value.count('(') != value.count(')') or value.count('[') != value.count(']'):
                 raise PreflightError(f"--cfg-options item '{item}' has unbalanced brackets; {CFG_OPTIONS_FIX}")
             try:

@@ -57,7 +57,10 @@ def register_scope(cfg: Config) -> None:
 
 # The environment each launcher's starter sets, and the starter to use.
 LAUNCHER_ENVIRONMENT = {
-    'pytorch': (('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'), 'tools/dist_train.sh or tools/dist_test.sh (torchrun)'),
+    'pytorch': (
+        ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+        'tools/dist_train.sh or tools/dist_test.sh (torchrun)',
+    ),
     'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'), 'tools/slurm_train.sh or tools/slurm_test.sh (srun)'),
 }
 
@@ -187,9 +190,8 @@ def build_runner(cfg: Config):
     """Build the Runner, with checkpoints that the safe ``weights_only`` loader accepts."""
     _drop_persistent_workers_without_workers(cfg)
     from .atomic_runner import AtomicCheckpointRunner
-    from .plain_checkpoint import PlainCheckpointHook
-
     from .config_checks import backbone_error
+    from .plain_checkpoint import PlainCheckpointHook
 
     try:
         if 'runner_type' in cfg:
