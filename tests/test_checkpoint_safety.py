@@ -97,6 +97,18 @@ def test_two_writers_of_one_path_never_share_a_partial_file(tmp_path):
     assert os.listdir(tmp_path) == ['iter_2.pth']
 
 
+def test_what_a_killed_save_left_is_removed_when_the_next_run_starts(tmp_path):
+    partial = tmp_path / '.iter_4.pth.0123456789abcdef.partial'
+    partial.write_bytes(b'PK\x03\x04 half a checkpoint')
+    orphan = tmp_path / 'iter_4.pth.sha256'  # its checkpoint was never renamed into place
+    orphan.write_text('0' * 64 + '  iter_4.pth\n')
+    kept = tmp_path / 'iter_2.pth.sha256'
+    (tmp_path / 'iter_2.pth').write_bytes(b'x')
+    kept.write_text('1' * 64 + '  iter_2.pth\n')
+    toy_runner(tmp_path)
+    assert not partial.exists() and not orphan.exists() and kept.exists()
+
+
 # --- 2. no checkpoint deleted before its successor is complete ------------------------------
 
 
@@ -138,7 +150,7 @@ def test_4kb_of_zeros_in_a_checkpoint_is_named_and_resume_falls_back(tmp_path, c
     zero_4kb_in_the_middle(newest)
     with pytest.raises(CheckpointDigestError, match=r"'.*iter_3.pth' is damaged: its SHA-256 .* differs"):
         verify_checkpoint_file(str(newest))
-    with pytest.raises(PreflightError, match='cannot resume from .*iter_3.pth.* is damaged'):
+    with pytest.raises(PreflightError, match='cannot resume: .*iter_3.pth.* is damaged'):
         resume_checkpoint(str(newest))
     capfd.readouterr()
     assert newest_complete_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')

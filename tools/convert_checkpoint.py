@@ -1,12 +1,14 @@
 """Convert a Swin checkpoint of any public format to mmswin's format, once.
 
-    python tools/convert_checkpoint.py SRC DST [--window-size N] [--prefix P] [--trust-file]
+    python tools/convert_checkpoint.py SRC DST [--window-size N] [--prefix P] [--trust-checkpoint]
 
 Accepted: official Swin (classification or detection/segmentation), MMDetection 3.x /
 MMSegmentation 1.x / MMPretrain, timm, torchvision, mmswin; the format is detected from
 the keys. The output is ``{'state_dict': ..., 'meta': ...}`` with mmswin keys, and loads
 through every path (``init_cfg=dict(type='Pretrained', checkpoint=DST)``, ``load_from``,
 ``load_state_dict``). Converting is optional: SwinBackbone converts on load anyway.
+SRC loads weights-only (``--trust-checkpoint`` loads a full pickle: unsafe, it runs any
+code the file carries); DST is written atomically with its checksum (``DST.sha256``).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="take the keys under this prefix, e.g. 'backbone.' (default: backbone. keys if any)",
     )
     parser.add_argument(
+        '--trust-checkpoint',
         '--trust-file',
+        dest='trust_file',
         action='store_true',
-        help='load SRC with torch.load(weights_only=False): only for a file you trust that holds '
-        'Python objects besides tensors',
+        help='UNSAFE: load SRC with a full pickle (torch.load(weights_only=False)), which runs any code in the '
+        'file; only for a file you trust that holds Python objects besides tensors',
     )
     args = parser.parse_args(argv)
     if args.window_size is not None and args.window_size < 1:
@@ -56,14 +60,18 @@ def check_paths(src: str, dst: str) -> None:
 
 
 def save_atomically(payload: dict, dst: str) -> None:
-    """``torch.save`` into a hidden file beside DST, synced, then renamed over DST: a failed
-    or interrupted write (a full disk) leaves no half-written DST, and an existing DST
-    (even SRC itself) is replaced only by a complete file."""
+    """``torch.save`` into a hidden file beside DST, synced, then renamed over DST after its
+    checksum file (``DST.sha256``) is written: a failed or interrupted write (a full disk)
+    leaves no half-written DST, and an existing DST (even SRC itself) is replaced only by
+    a complete file."""
     import torch
+
+    from mmswin.checkpoint.digest import file_digest, write_digest
 
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     with atomic_file(dst) as partial:
         torch.save(payload, partial)
+        write_digest(dst, file_digest(partial))
 
 
 def convert_file(
@@ -106,6 +114,18 @@ def convert_file(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.trust_file:
+        return convert(args)
+    from mmswin.checkpoint.io import trust_checkpoints
+
+    trust_checkpoints()  # for the check of SRC too, which would refuse the objects the user trusts
+    try:
+        return convert(args)
+    finally:
+        trust_checkpoints(False)
+
+
+def convert(args: argparse.Namespace) -> int:
     try:
         check_paths(args.src, args.dst)  # a missing SRC or a bad DST costs no torch start-up
     except PreflightError as error:

@@ -8,7 +8,9 @@ The config's default_scope picks the library: MMDetection draws boxes, masks, cl
 names and scores (``--score-thr``); MMSegmentation draws a colour overlay with class
 names (``--opacity``). One PNG per image is written to ``--out-dir``, named after the
 image. Class names and colours come from the checkpoint's ``meta.dataset_meta`` (as
-tools/train.py saves them), else from the config's data set.
+tools/train.py saves them), else from the config's data set. The checkpoint loads
+weights-only and is checked against its checksum file; ``--trust-checkpoint`` loads a
+full pickle instead (unsafe: it runs any code the file carries).
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ def parse_args(argv=None):
     )
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: overlay opacity (default: 0.5)')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when available, else cpu)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='UNSAFE: load the checkpoint with a full pickle (torch.load(weights_only=False)), which runs any '
+        'code in the file; only for a file you trust that holds Python objects besides tensors',
+    )
     return parser.parse_args(argv)
 
 
@@ -145,6 +153,10 @@ def main(argv=None) -> int:
     from mmswin.engine.setup_runner import load_config
 
     cfg = load_config(args.config)
+    if args.trust_checkpoint:
+        from mmswin.checkpoint.io import trust_checkpoints
+
+        trust_checkpoints()
     check_checkpoint_file(args.checkpoint, 'checkpoint', 'pass the .pth written by tools/train.py (see its work dir)')
     if not 0.0 <= args.score_thr <= 1.0:
         raise PreflightError(f'--score-thr must be in [0, 1], got {args.score_thr}')
@@ -156,6 +168,9 @@ def main(argv=None) -> int:
     import mmcv
     from mmengine.utils import ProgressBar
 
+    from mmswin.engine.safe_loading import use_safe_loading
+
+    use_safe_loading()
     predictor = Predictor(cfg, args.checkpoint, device, args.score_thr, args.opacity)
     os.makedirs(args.out_dir, exist_ok=True)
     bar = ProgressBar(len(images)) if len(images) > 1 else None

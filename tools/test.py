@@ -1,6 +1,10 @@
 """Evaluate a checkpoint on the config's test set (COCO bbox/segm AP, or mIoU).
 
 python tools/test.py configs/mask_rcnn_swin_t.py work_dirs/mask_rcnn_swin_t/epoch_12.pth
+
+The checkpoint loads weights-only and is checked against its checksum file;
+``--trust-checkpoint`` loads a full pickle instead (unsafe: it runs any code the file
+carries). ``--out`` is written after the metrics are printed, all at once.
 """
 
 import argparse
@@ -19,9 +23,15 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file (.pth), or a work dir to use its newest checkpoint')
     parser.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
-    parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
+    parser.add_argument('--out', help='also dump the raw predictions to this .pkl file (after the metrics)')
     parser.add_argument('--show-dir', help='save pictures of the predictions under <work dir>/<timestamp>/SHOW_DIR')
     parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ...')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='UNSAFE: load the checkpoint with a full pickle (torch.load(weights_only=False)), which runs any '
+        'code in the file; only for a file you trust that holds Python objects besides tensors',
+    )
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -30,14 +40,25 @@ def parse_args(argv=None):
 
 
 def newest_checkpoint(work_dir: str) -> str:
-    """The checkpoint a work dir's ``last_checkpoint`` file points to."""
+    """The checkpoint a work dir's ``last_checkpoint`` file points to, else (no such file,
+    or it names a file that is gone) the newest complete ``iter_N.pth``/``epoch_N.pth``."""
     pointer = os.path.join(work_dir, 'last_checkpoint')
-    if not os.path.isfile(pointer):
-        raise PreflightError(
-            f"no checkpoint in '{work_dir}' (it has no last_checkpoint file); train first or pass a .pth file"
-        )
-    with open(pointer) as f:
-        return f.read().strip()
+    if os.path.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named and os.path.isfile(named):
+            return named
+    from mmswin.engine.resume import newest_complete_checkpoint
+
+    found = newest_complete_checkpoint(work_dir)
+    if found is not None:
+        return found
+    if work_dir.rstrip(os.sep).endswith('.pth'):
+        raise PreflightError(f"checkpoint '{work_dir}' is a directory, not a checkpoint file; pass the .pth file")
+    raise PreflightError(
+        f"no checkpoint in '{work_dir}' (no last_checkpoint file naming one, no complete iter_N.pth or "
+        'epoch_N.pth); train first or pass a .pth file'
+    )
 
 
 def main(argv=None) -> int:
@@ -50,6 +71,10 @@ def main(argv=None) -> int:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise PreflightError(f"--out '{args.out}': the predictions are pickled; give a .pkl path")
         check_output_file(args.out, '--out', 'results.pkl')
+    if args.trust_checkpoint:
+        from mmswin.checkpoint.io import trust_checkpoints
+
+        trust_checkpoints()
     checkpoint = newest_checkpoint(args.checkpoint) if os.path.isdir(args.checkpoint) else args.checkpoint
     check_checkpoint_file(checkpoint, 'checkpoint', 'pass the .pth written by tools/train.py (see its work dir)')
     cfg = setup_runner.load_config(args.config, args.cfg_options)
@@ -70,16 +95,21 @@ def main(argv=None) -> int:
     check_datasets(cfg, ('test_dataloader',))
     setup_runner.adapt_to_hardware(cfg, args.launcher)
 
+    # An evaluation runner cannot train, so it leaves the work dir's training lock alone.
+    cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = cfg.param_scheduler = None
     runner = setup_runner.build_runner(cfg)
     if args.out:
-        from mmengine.evaluator import DumpResults
+        from mmswin.engine.predictions import PredictionCollector, write_predictions
 
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        collector = PredictionCollector(out_file_path=args.out)
+        runner.test_evaluator.metrics.append(collector)
     metrics = runner.test()
     summary = ' '.join(
         f'{key}={value:.4f}' if isinstance(value, float) else f'{key}={value}' for key, value in sorted(metrics.items())
     )
-    print(f'test metrics: {summary}')
+    print(f'test metrics: {summary}', flush=True)
+    if args.out and write_predictions(collector):
+        print(f'predictions written to {args.out}')
     return 0
 
 

@@ -65,7 +65,7 @@ def resume_checkpoint(path: str) -> str:
         verify_checkpoint_file(path)
     except CheckpointFormatError as error:
         raise PreflightError(
-            f'cannot resume from {error}; pass another checkpoint, or --resume alone to pick the '
-            'newest complete one in the work dir'
+            f'cannot resume: {error}; pass another checkpoint, or --resume alone to pick the newest complete one '
+            'in the work dir'
         ) from None
     return path
