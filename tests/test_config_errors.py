@@ -1,12 +1,13 @@
 """A bad config or command line costs one line naming the file, field or item and the fix,
 before the model, the work dir or the data are built; never a traceback."""
 
+import glob
 import os
 
 import pytest
 from mmengine.config import Config
 
-from .tools_runner import config, run_tool
+from .tools_runner import ROOT, config, run_tool
 
 DET_DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 SEG_DEMO = config('demo/upernet_swin_t_shapes.py')
@@ -135,7 +136,9 @@ def test_a_malformed_cfg_options_item_is_named(tmp_path, tool, item, message):
 @pytest.mark.parametrize('item', ['train_cfg.max_iters=ten', 'max_iters=ten'])
 def test_an_override_that_is_not_a_number_where_the_config_has_one_is_named(tmp_path, item):
     key = item.split('=')[0]
-    line = one_error_line(run_tool('train.py', DET_DEMO, '--cfg-options', item, cwd=str(tmp_path)))
+    # (train_cfg.max_iters=1 first: should the check fail, one step is trained, not 800)
+    options = ['train_cfg.max_iters=1', 'train_dataloader.num_workers=0', item]
+    line = one_error_line(run_tool('train.py', DET_DEMO, '--cfg-options', *options, cwd=str(tmp_path)))
     assert line == (
         f"error: --cfg-options item '{item}': {key} is a number in the config (800), and 'ten' is not one; "
         f'write {key}=N'
@@ -174,3 +177,35 @@ def test_launcher_pytorch_outside_torchrun_says_how_to_start_it(tmp_path, monkey
         'by its launcher; start it with tools/dist_train.sh or tools/dist_test.sh (torchrun), or leave out '
         '--launcher to run one process'
     )
+
+
+# No false alarms.
+
+SHIPPED = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True) if '_base_' not in p)
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=lambda p: os.path.relpath(p, os.path.join(ROOT, 'configs')))
+def test_every_shipped_config_passes_the_checks(path):
+    from mmswin.engine.config_checks import check_model_config, check_train_loop
+    from mmswin.engine.setup_runner import load_config, register_scope
+
+    cfg = load_config(path, {'train_cfg.val_interval': 1, 'model.backbone.drop_path_rate': 0.3})
+    check_train_loop(cfg)
+    register_scope(cfg)
+    check_model_config(cfg)
+
+
+def test_well_formed_cfg_options_parse_as_mmengine_parses_them():
+    import argparse
+
+    from mmengine.config import DictAction
+
+    from mmswin.engine.config_checks import CfgOptionsAction
+
+    items = ['a=1', 'b=0.5', 'c=(1,2)', 'd=[1,[2,3]]', 'e=None', 'f=true', "g=''", 'h=x=y', 'i.0.j=text']
+    parsed = []
+    for action in (DictAction, CfgOptionsAction):
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--cfg-options', nargs='+', action=action)
+        parsed.append(parser.parse_args(['--cfg-options', *items]).cfg_options)
+    assert parsed[0] == parsed[1]
