@@ -280,6 +280,21 @@ def test_degenerate_boxes_are_dropped_with_one_summary_line(coco, warnings_log):
     assert f'ann {bad_ids[0]} (image ' in warnings[0] and warnings[0].endswith(' and 2 more')
 
 
+def test_an_evaluation_set_without_annotations_loads_with_a_warning(coco, warnings_log):
+    """COCO's test-dev lists images and categories only: it can be predicted on, not evaluated."""
+
+    def drop(data):
+        del data['annotations']
+
+    path = edit_annotations(coco, drop, split='val')
+    dataset = coco_dataset(coco, 'val')
+    assert len(dataset) == 4
+    assert [line for line in warnings_log() if path in line and "has no 'annotations'" in line]
+    edit_annotations(coco, drop)
+    with pytest.raises(PreflightError, match="has no 'annotations' key"):
+        coco_dataset(coco)  # training needs them
+
+
 # 6. Segmentation label values beyond the classes.
 
 

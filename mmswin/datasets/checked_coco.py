@@ -132,6 +132,7 @@ class CheckedCocoDataset(SkipUnreadableImages, CocoDataset):
     def COCOAPI(self, annotation_file: str) -> SchemaCheckedCOCO:  # noqa: N802 (CocoDataset's name)
         coco = SchemaCheckedCOCO(annotation_file, need_annotations=not self.test_mode)
         self.file_categories = {category['id']: category['name'] for category in coco.dataset['categories']}
+        self.file_sections = set(coco.dataset)
         return coco
 
     def load_data_list(self) -> list[dict]:
@@ -147,6 +148,12 @@ class CheckedCocoDataset(SkipUnreadableImages, CocoDataset):
                 f"annotation file '{self.ann_file}' is not a COCO instances file: {error}; "
                 'give the instances_*.json of the set (annotations/ in COCO 2017)'
             ) from None
+        if 'annotations' not in self.file_sections:
+            print_log(
+                f"{self.ann_file} has no 'annotations': its images can be predicted (format_only) but not evaluated",
+                logger='current',
+                level=logging.WARNING,
+            )
         self.check_categories()
         for reason in DROP_REASONS:
             where = self.dropped.get(reason)
