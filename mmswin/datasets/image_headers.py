@@ -1,8 +1,8 @@
 """Image sizes and channel counts read from file headers, without decoding the pixels.
 
-A data set checks every image against its annotations before training: reading a
-header costs a file open and a few kilobytes, so a set of 100k images is checked in
-seconds, where decoding them would take minutes.
+The data sets check every image against its annotations (or its label map) before
+training; a header costs a file open and the first few kilobytes, not the whole file
+and its decoding.
 """
 
 from __future__ import annotations
