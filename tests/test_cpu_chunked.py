@@ -1,12 +1,14 @@
-"""The chunked Swin block (inference in place, training as one autograd node) against the
-op-by-op reference block: same outputs, same gradients, for every chunk layout."""
+"""The CPU fp32 kernels of the Swin block (inference in place, training as one autograd
+node) against the whole-tensor reference block: same outputs, same gradients, for every
+chunk layout."""
 
 import pytest
 import torch
 
 from mmswin.models import SwinBackbone
-from mmswin.models.backbones.swin import SwinBlock
-from mmswin.models.layers import chunked_block
+from mmswin.kernels import cpu_chunked
+from mmswin.kernels.cpu_chunked import block_params, block_spec
+from mmswin.models.layers import SwinBlock
 from mmswin.models.layers.window_attention import get_window_layout
 
 from .helpers import MINI_ARCH, perturb_
@@ -39,8 +41,8 @@ def test_in_place_inference_matches_reference(grid, shifted, chunk_tokens):
     x = layout.to_windows(torch.randn(2, height, width, 32))
     with torch.no_grad():
         expected = block.forward_reference(x, layout)
-        actual = chunked_block.block_forward_in_place(
-            x.clone(), layout, block.params(), block.spec(layout), chunk_tokens
+        actual = cpu_chunked.block_forward_in_place(
+            x.clone(), layout, block_params(block), block_spec(block, layout), chunk_tokens
         )
     assert (real_tokens(layout, actual - expected)).abs().max() < 1e-5
 
@@ -57,8 +59,8 @@ def test_block_function_matches_reference_outputs_and_gradients(grid, shifted, c
     expected = block.forward_reference(x, layout)
     grad_out = real_tokens(layout, torch.randn_like(expected))
     expected_grads = torch.autograd.grad(expected, inputs, grad_out)
-    actual = chunked_block.SwinBlockFunction.apply(
-        x, None, None, layout, block.spec(layout), chunk_tokens, *block.params()
+    actual = cpu_chunked.SwinBlockFunction.apply(
+        x, None, None, layout, block_spec(block, layout), chunk_tokens, *block_params(block)
     )
     actual_grads = torch.autograd.grad(actual, inputs, grad_out)
     assert (real_tokens(layout, actual - expected)).abs().max() < 1e-5
@@ -84,7 +86,7 @@ def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp
     layout = get_window_layout(*size, 7, 3)
     x = layout.to_windows(torch.randn(2, *size, 32)).requires_grad_()
     scales = [torch.tensor(attn_scale), torch.tensor(mlp_scale)]
-    actual = chunked_block.SwinBlockFunction.apply(x, *scales, layout, block.spec(layout), 4096, *block.params())
+    actual = cpu_chunked.SwinBlockFunction.apply(x, *scales, layout, block_spec(block, layout), 4096, *block_params(block))
     draws = iter(scales)
     block.drop_path.forward = lambda t: t * next(draws).view(-1, 1, 1)
     expected = block.forward_reference(x, layout)
@@ -95,27 +97,3 @@ def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp
         torch.autograd.grad(expected, [x, *block.parameters()], grad_out),
     ):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-7
-
-
-def test_backbone_training_gradients_match_the_reference_path():
-    """The chunked training path (sdpa) against the op-by-op one (eager), whole backbone."""
-    x = torch.randn(2, 3, 61, 83)  # padded in every stage
-    chunked = perturb_(SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0))
-    reference = SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0, attn_impl='eager')
-    reference.load_state_dict(chunked.state_dict())
-    for model in (chunked, reference):
-        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in model(x)).backward()
-    for (name, a), b in zip(chunked.named_parameters(), reference.parameters()):
-        assert (a.grad - b.grad).abs().max() <= 1e-4 * b.grad.abs().max() + 1e-6, name
-
-
-def test_paths_are_chosen_by_autograd_device_and_dropout():
-    block = make_block(False)
-    x = torch.randn(1, 49, 32)
-    assert block.can_run_chunked(x)
-    assert not make_block(False, drop_rate=0.1).can_run_chunked(x)
-    assert make_block(False, drop_rate=0.1).eval().can_run_chunked(x)
-    assert not make_block(False, attn_impl='eager').can_run_chunked(x)
-    assert not block.can_run_chunked(x.double())
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not block.can_run_chunked(x)

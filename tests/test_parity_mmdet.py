@@ -1,7 +1,9 @@
 """The backbone's proof of correctness: same weights, same stage outputs (and, in
 training, the same gradients) as MMDetection's SwinTransformer (the official detection
 backbone), at sizes that are multiples of neither 32 nor 7. Official-layout weights go
-through mmdet's own ``swin_converter``."""
+through mmdet's own ``swin_converter``. Every block implementation the chooser can
+return is checked: ``'auto'`` takes the CPU fp32 kernels here, ``'reference'`` the
+whole-tensor block of GPUs, autocast and export."""
 
 import pytest
 import torch
@@ -18,12 +20,12 @@ ARCH_KWARGS = {
 _models = {}
 
 
-def build_pair(arch):
+def build_pair(arch, block_impl='auto'):
     """An mmswin and an mmdet backbone of one preset holding the same random weights."""
-    if arch not in _models:
+    if (arch, block_impl) not in _models:
         from mmdet.models.backbones.swin import SwinTransformer, swin_converter
 
-        ours = perturb_(SwinBackbone(arch=arch, drop_path_rate=0.0)).eval()
+        ours = perturb_(SwinBackbone(arch=arch, drop_path_rate=0.0, block_impl=block_impl)).eval()
         theirs = SwinTransformer(**ARCH_KWARGS[arch], drop_path_rate=0.0)
         converted = swin_converter(to_official_layout(ours.state_dict()))
         # swin_converter returns detector-level keys ('backbone.' prefix).
@@ -32,14 +34,16 @@ def build_pair(arch):
         assert unexpected == []
         assert all(key.endswith('relative_position_index') for key in missing), missing
         theirs.eval()
-        _models[arch] = ours, theirs
-    return _models[arch]
+        _models[arch, block_impl] = ours, theirs
+    return _models[arch, block_impl]
 
 
-@pytest.mark.parametrize('arch', ['tiny', 'small'])
+@pytest.mark.parametrize(
+    'arch, block_impl', [('tiny', 'auto'), ('small', 'auto'), ('tiny', 'reference')], ids='-'.join
+)
 @pytest.mark.parametrize('size', SIZES, ids=lambda s: 'x'.join(map(str, s)))
-def test_stage_outputs_match_mmdet(arch, size):
-    ours, theirs = build_pair(arch)
+def test_stage_outputs_match_mmdet(arch, block_impl, size):
+    ours, theirs = build_pair(arch, block_impl)
     x = torch.randn(size[0], 3, size[1], size[2])
     with torch.no_grad():
         expected = theirs(x)
@@ -58,14 +62,15 @@ def _input_and_parameter_gradients(model, x, output_weights):
     return x.grad, {name: param.grad for name, param in model.named_parameters()}
 
 
+@pytest.mark.parametrize('block_impl', ['auto', 'reference'])
 @pytest.mark.parametrize('size', [(1, 97, 131), (2, 70, 90)], ids=lambda s: 'x'.join(map(str, s)))
-def test_training_gradients_match_mmdet(size):
+def test_training_gradients_match_mmdet(size, block_impl):
     """Training mode, autograd on: the input's and every parameter's gradient equal
     MMDetection's, at sizes whose grids are padded in every stage (the padded tokens'
     keys and values, the qkv bias they carry, the odd-size patch merging)."""
     from mmdet.models.backbones.swin import swin_converter
 
-    ours, theirs = build_pair('tiny')
+    ours, theirs = build_pair('tiny', block_impl)
     ours.train()
     theirs.train()
     try:

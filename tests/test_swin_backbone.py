@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mmswin.models import SwinBackbone
-from mmswin.models.layers import chunked_block, window_attention
+from mmswin.kernels import cpu_chunked
+from mmswin.models.layers import window_attention
 
 from .helpers import MINI_ARCH, perturb_
 
@@ -29,7 +30,7 @@ def test_output_shapes_for_any_size(size):
 
 def test_stage_outputs_are_contiguous_channels_first_copies_with_gradients():
     """The outputs' transposing copy (ChannelsFirst) against permute().contiguous()."""
-    from mmswin.models.backbones.swin import ChannelsFirst
+    from mmswin.kernels.cpu_layout import ChannelsFirst
 
     x = torch.randn(2, 5, 7, 3, dtype=torch.float64, requires_grad=True)
     out = ChannelsFirst.apply(x)
@@ -106,7 +107,7 @@ def test_activation_checkpointing_gives_same_outputs_and_grads():
 
 def test_sdpa_and_eager_backbones_agree():
     model = perturb_(mini()).eval()
-    eager = mini(attn_impl='eager').eval()
+    eager = mini(attn_impl='eager', block_impl='reference').eval()
     eager.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 97, 131)
     with torch.no_grad():
@@ -146,7 +147,7 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
             ),
         )
         monkeypatch.setattr(
-            chunked_block,
+            cpu_chunked,
             'padded_normed',
             lambda real, chunk, rows: (
                 real

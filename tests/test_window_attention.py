@@ -129,7 +129,7 @@ def test_sdpa_and_eager_agree(with_mask):
     torch.nn.init.normal_(attn.relative_position_bias_table)
     eager = WindowMSA(32, 4, 7, attn_impl='eager')
     eager.load_state_dict(attn.state_dict())
-    x = torch.randn(2 * 6, 49, 32)
+    x = torch.randn(2, 6 * 49, 32)  # two images of 6 windows
     mask = get_window_layout(14, 21, 7, 3).shifted_mask if with_mask else None
     assert torch.allclose(attn(x, mask), eager(x, mask), atol=1e-5)
 
@@ -138,7 +138,7 @@ def test_sdpa_gradients_match_eager():
     attn = WindowMSA(16, 2, 4, attn_impl='sdpa')
     eager = WindowMSA(16, 2, 4, attn_impl='eager')
     eager.load_state_dict(attn.state_dict())
-    x = torch.randn(4, 16, 16)
+    x = torch.randn(1, 4 * 16, 16)  # one image of 4 windows
     mask = get_window_layout(8, 8, 4, 2).shifted_mask
     attn(x, mask).square().sum().backward()
     eager(x, mask).square().sum().backward()

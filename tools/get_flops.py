@@ -98,7 +98,7 @@ def build_model(cfg):
     if backbone is not None:
         backbone.init_cfg = None
         if backbone.get('type', '').endswith('SwinBackbone'):
-            backbone.attn_impl = 'eager'
+            backbone.block_impl, backbone.attn_impl = 'reference', 'eager'
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = models.build(model_cfg)

@@ -1,4 +1,7 @@
-"""A Swin block computed a chunk of windows at a time: the inference and CPU training paths.
+"""A Swin block computed a chunk of windows at a time, on a CPU in fp32: inference and training.
+
+Chosen by :func:`mmswin.kernels.choose_block_impl` only; everything here assumes plain
+eager fp32 CPU tensors outside autocast.
 
 Tokens of a Swin block interact only inside a window, and everything else in the block
 (layer norms, linear layers, GELU, residual adds) works token by token, so the whole
@@ -25,13 +28,15 @@ Tokens are in the window order of :mod:`mmswin.models.layers.window_attention`:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .window_attention import WindowChunk, WindowLayout
+if TYPE_CHECKING:
+    from mmswin.models.layers.swin_block import SwinBlock
+    from mmswin.models.layers.window_attention import WindowChunk, WindowLayout
 
 # Tokens per chunk: enough rows for efficient matrix products, few enough that a
 # chunk's intermediates stay in cache (the MLP layer of 4096 Swin-T stage-1 tokens is
@@ -40,7 +45,7 @@ CHUNK_TOKENS = 4096
 
 
 class BlockParams(NamedTuple):
-    """The tensors of one Swin block (``SwinBlock.params()``), in forward order."""
+    """The tensors of one Swin block (:func:`block_params`), in forward order."""
 
     norm1_weight: Tensor
     norm1_bias: Tensor
@@ -66,6 +71,48 @@ class BlockSpec(NamedTuple):
     norm2_eps: float
     shifted: bool
     relative_position_index: Tensor  # [N * N] long, into the bias table
+
+
+def block_params(block: SwinBlock) -> BlockParams:
+    """The block's tensors, in :class:`BlockParams` order."""
+    attn, mlp = block.attn, block.mlp
+    return BlockParams(
+        block.norm1.weight,
+        block.norm1.bias,
+        attn.qkv.weight,
+        attn.qkv.bias,
+        attn.relative_position_bias_table,
+        attn.proj.weight,
+        attn.proj.bias,
+        block.norm2.weight,
+        block.norm2.bias,
+        mlp.fc1.weight,
+        mlp.fc1.bias,
+        mlp.fc2.weight,
+        mlp.fc2.bias,
+    )
+
+
+def block_spec(block: SwinBlock, layout: WindowLayout) -> BlockSpec:
+    """The block's settings on ``layout`` (a shifted block on a one-window grid is regular)."""
+    return BlockSpec(
+        block.attn.num_heads,
+        block.attn.scale,
+        block.norm1.eps,
+        block.norm2.eps,
+        block.shifted and layout.shift_size > 0,
+        block.attn.relative_position_index,
+    )
+
+
+def block_forward_autograd(block: SwinBlock, x: Tensor, layout: WindowLayout) -> Tensor:
+    """The block as one autograd node (:class:`SwinBlockFunction`), stochastic depth drawn
+    here per image and branch."""
+    scales = [None, None]
+    if block.training and block.drop_path.drop_prob > 0:
+        keep_prob = 1.0 - block.drop_path.drop_prob
+        scales = [x.new_empty(x.shape[0]).bernoulli_(keep_prob).div_(keep_prob) for _ in range(2)]
+    return SwinBlockFunction.apply(x, *scales, layout, block_spec(block, layout), CHUNK_TOKENS, *block_params(block))
 
 
 class ScratchBuffers:
@@ -104,19 +151,13 @@ def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) ->
     """``[W * N, 3C]`` qkv of whole windows -> ``[W * N, C]`` attention output (before the
     output projection), with ``bias`` ``[W or 1, heads, N, N]`` added to the scores.
 
-    On a CPU (outside autocast) one batched product per head on strided views of qkv,
-    bias, scale and product in one ``baddbmm`` and one in-place softmax over all heads:
-    at Swin-T's chunk shapes this measured 1.3-1.5x faster than SDPA's CPU kernel at
-    3-12 heads and the same at 24 heads. Elsewhere, SDPA.
+    One batched product per head on strided views of qkv, bias, scale and product in one
+    ``baddbmm``, and one in-place softmax over all heads.
     """
     rows, channels = qkv.shape[0], qkv.shape[1] // 3
     N = bias.shape[-1]
     windows, head_dims = rows // N, channels // num_heads
     per_head = qkv.view(windows, N, 3, num_heads, head_dims)
-    if qkv.device.type != 'cpu' or torch.is_autocast_enabled('cpu'):
-        q, k, v = per_head.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)  # [W, heads, N, d]
-        return out.transpose(1, 2).reshape(rows, channels)
     scores = qkv.new_empty(num_heads, windows, N, N)
     bias = bias.transpose(0, 1)  # [heads, W or 1, N, N]
     for head in range(num_heads):
@@ -166,13 +207,10 @@ def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor])
 
 
 def _add_linear_(tokens: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """``tokens += x @ weight.T + bias`` in place: the residual add is fused into the
-    product (``addmm_``) unless autocast has made the dtypes differ."""
-    if tokens.dtype == x.dtype == weight.dtype and not torch.is_autocast_enabled(x.device.type):
-        if bias is not None:
-            tokens.add_(bias)
-        return tokens.addmm_(x, weight.t())
-    return tokens.add_(F.linear(x, weight, bias))
+    """``tokens += x @ weight.T + bias`` in place, the residual add fused into the product."""
+    if bias is not None:
+        tokens.add_(bias)
+    return tokens.addmm_(x, weight.t())
 
 
 def _chunk_tokens(image: Tensor, chunk: WindowChunk) -> Tensor:
@@ -230,27 +268,18 @@ def block_forward_in_place(
     chunks = layout.window_chunks(spec.shifted, max(1, chunk_tokens // N))
     biases = attention_biases(params, spec, layout, chunks)
     scratch = scratch if scratch is not None else ScratchBuffers()
-    # Under autocast the products return another dtype than x: no preallocated outputs.
-    into_scratch = x.dtype == params.qkv_weight.dtype and not torch.is_autocast_enabled(x.device.type)
     for image in x:  # [L, C]
         for chunk, bias in zip(chunks, biases):
             tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded
             num_rows, num_real = chunk.rows.stop - chunk.rows.start, tokens.shape[0]
             normed = F.layer_norm(tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
             normed = padded_normed(normed, chunk, num_rows)
-            if into_scratch:
-                qkv = scratch.take('qkv', num_rows, 3 * channels, x)
-                _linear_into(qkv, normed, params.qkv_weight, params.qkv_bias)
-            else:
-                qkv = F.linear(normed, params.qkv_weight, params.qkv_bias)
+            qkv = _linear_into(scratch.take('qkv', num_rows, 3 * channels, x), normed, params.qkv_weight, params.qkv_bias)
             attended = window_attention(qkv, bias, spec.num_heads, spec.scale)
             _add_linear_(tokens, _real_rows(attended, chunk), params.proj_weight, params.proj_bias)
             normed = F.layer_norm(tokens, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps)
-            if into_scratch:
-                hidden = scratch.take('hidden', num_real, hidden_dims, x)
-                torch.ops.aten.gelu_(_linear_into(hidden, normed, params.fc1_weight, params.fc1_bias))
-            else:
-                hidden = F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias))
+            hidden = scratch.take('hidden', num_real, hidden_dims, x)
+            torch.ops.aten.gelu_(_linear_into(hidden, normed, params.fc1_weight, params.fc1_bias))
             _add_linear_(tokens, hidden, params.fc2_weight, params.fc2_bias)
             if chunk.scatter is not None:
                 image.index_copy_(0, chunk.scatter, tokens)

@@ -15,16 +15,10 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmswin.checkpoint import register_checkpoint_hooks
-from mmswin.models.layers import chunked_block
-from mmswin.models.layers.chunked_block import (
-    BlockParams,
-    BlockSpec,
-    ScratchBuffers,
-    SwinBlockFunction,
-    block_forward_in_place,
-)
+from mmswin.kernels import check_block_impl, to_channels_first
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
-from mmswin.models.layers.window_attention import WindowLayout, WindowMSA, get_window_layout
+from mmswin.models.layers.swin_block import SwinBlock
+from mmswin.models.layers.window_attention import WindowMSA, layout_for
 from mmswin.registry import MODELS
 
 ARCH_ZOO = {
@@ -35,198 +29,6 @@ ARCH_ZOO = {
 }
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 ATTN_IMPLS = ('sdpa', 'eager')
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability ``p``."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-        return x * keep.div_(keep_prob)
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
-
-
-class ChannelsFirst(torch.autograd.Function):
-    """``[B, H, W, C]`` -> contiguous ``[B, C, H, W]`` (the stage outputs).
-
-    Copied image by image as a 2-D ``[H * W, C]`` transpose, which torch copies in
-    cache-sized tiles: about 2x faster on a CPU at Swin's output shapes than copying the
-    4-D permute (23 vs 11 ms for the first stage at 800x1333). The gradient goes back the
-    same way.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        B, H, W, C = x.shape
-        return _transpose_images(x, H * W, C).view(B, C, H, W)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        B, C, H, W = grad.shape
-        return _transpose_images(grad, C, H * W).view(B, H, W, C)
-
-
-def _transpose_images(x: Tensor, rows: int, cols: int) -> Tensor:
-    """Each image of ``x`` read as a ``[rows, cols]`` matrix -> ``[B, cols, rows]``, contiguous."""
-    x = x.contiguous()
-    out = x.new_empty(x.shape[0], cols, rows)
-    for image, transposed in zip(x, out):
-        transposed.copy_(image.view(rows, cols).t())
-    return out
-
-
-class Mlp(nn.Module):
-    """Linear -> GELU -> dropout -> Linear -> dropout."""
-
-    def __init__(self, embed_dims: int, hidden_dims: int, drop_rate: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(embed_dims, hidden_dims)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dims, embed_dims)
-        self.drop = nn.Dropout(drop_rate)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class SwinBlock(nn.Module):
-    """One pre-norm Swin block: (S)W-MSA and an MLP, each with a residual.
-
-    Works on tokens in the stage's regular window order, ``[B, L, C]`` (see
-    :mod:`mmswin.models.layers.window_attention`). A shifted block gathers its input
-    into the shifted window order and its output back.
-    """
-
-    def __init__(
-        self,
-        embed_dims: int,
-        num_heads: int,
-        window_size: int,
-        shifted: bool,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        attn_impl: str = 'sdpa',
-    ):
-        super().__init__()
-        self.shifted = shifted
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.attn = WindowMSA(
-            embed_dims,
-            num_heads,
-            window_size,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            attn_drop_rate=attn_drop_rate,
-            proj_drop_rate=drop_rate,
-            attn_impl=attn_impl,
-        )
-        self.drop_path = DropPath(drop_path_rate)
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
-
-    def forward(self, x: Tensor, layout: WindowLayout) -> Tensor:
-        """``[B, L, C]`` tokens in regular window order -> same shape.
-
-        With autograd on a CPU this is :meth:`forward_chunked` where it applies, else
-        :meth:`forward_reference`. (Inference goes through :meth:`forward_in_place`,
-        called by the stage, which owns the tokens.)
-        """
-        if torch.is_grad_enabled() and self.can_run_chunked(x):
-            return self.forward_chunked(x, layout)
-        return self.forward_reference(x, layout)
-
-    def forward_reference(self, x: Tensor, layout: WindowLayout) -> Tensor:
-        """The block op by op, the formulation the chunked paths are tested against."""
-        B, L, C = x.shape
-        shifted = self.shifted and layout.shift_size > 0
-        tokens = layout.zero_padding(self.norm1(x))
-        if shifted:
-            tokens = tokens.index_select(1, layout.to_shifted)
-        mask = layout.attn_mask(shifted, self.attn.relative_position_bias_table.dtype)
-        N = layout.window_size * layout.window_size
-        tokens = self.attn(tokens.view(B * (L // N), N, C), mask).view(B, L, C)
-        if shifted:
-            tokens = tokens.index_select(1, layout.from_shifted)
-        x = x + self.drop_path(tokens)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def is_stochastic(self) -> bool:
-        """Whether any dropout or stochastic depth is active (training mode, rate > 0)."""
-        rates = (self.drop_path.drop_prob, self.mlp.drop.p, self.attn.attn_drop_rate, self.attn.proj_drop.p)
-        return self.training and any(rate > 0 for rate in rates)
-
-    def params(self) -> BlockParams:
-        """The block's tensors, for the chunked paths (:mod:`mmswin.models.layers.chunked_block`)."""
-        attn, mlp = self.attn, self.mlp
-        return BlockParams(
-            self.norm1.weight,
-            self.norm1.bias,
-            attn.qkv.weight,
-            attn.qkv.bias,
-            attn.relative_position_bias_table,
-            attn.proj.weight,
-            attn.proj.bias,
-            self.norm2.weight,
-            self.norm2.bias,
-            mlp.fc1.weight,
-            mlp.fc1.bias,
-            mlp.fc2.weight,
-            mlp.fc2.bias,
-        )
-
-    def spec(self, layout: WindowLayout) -> BlockSpec:
-        return BlockSpec(
-            self.attn.num_heads,
-            self.attn.scale,
-            self.norm1.eps,
-            self.norm2.eps,
-            self.shifted and layout.shift_size > 0,
-            self.attn.relative_position_index,
-        )
-
-    def forward_in_place(self, x: Tensor, layout: WindowLayout, scratch: Optional[ScratchBuffers] = None) -> Tensor:
-        """Inference path: :meth:`forward` chunk by chunk of windows, written into ``x``
-        (``[B, L, C]``, owned by the caller). Only without autograd and without active
-        dropout; see :func:`~mmswin.models.layers.chunked_block.block_forward_in_place`."""
-        return block_forward_in_place(x, layout, self.params(), self.spec(layout), chunked_block.CHUNK_TOKENS, scratch)
-
-    def forward_chunked(self, x: Tensor, layout: WindowLayout) -> Tensor:
-        """Training path on CPU: :meth:`forward` as one autograd node that keeps about half
-        the activations and computes chunk by chunk (:class:`SwinBlockFunction`)."""
-        scales = [None, None]
-        if self.training and self.drop_path.drop_prob > 0:
-            keep_prob = 1.0 - self.drop_path.drop_prob
-            scales = [x.new_empty(x.shape[0]).bernoulli_(keep_prob).div_(keep_prob) for _ in range(2)]
-        return SwinBlockFunction.apply(
-            x, *scales, layout, self.spec(layout), chunked_block.CHUNK_TOKENS, *self.params()
-        )
-
-    def can_run_chunked(self, x: Tensor) -> bool:
-        """The chunked training path covers fp32 CPU tensors outside autocast, with SDPA
-        attention and stochastic depth but no dropout. (On a GPU, SDPA's fused kernels
-        already take the bias gradient; that path is :meth:`forward_reference`.)"""
-        dropout = self.training and (self.mlp.drop.p > 0 or self.attn.attn_drop_rate > 0 or self.attn.proj_drop.p > 0)
-        return (
-            x.device.type == 'cpu'
-            and x.dtype == torch.float32
-            and self.norm1.weight.dtype == torch.float32
-            and self.attn.attn_impl == 'sdpa'
-            and not dropout
-            and not torch.is_autocast_enabled('cpu')
-        )
 
 
 class SwinStage(nn.Module):
@@ -268,33 +70,21 @@ class SwinStage(nn.Module):
         )
         self.downsample = PatchMerging(embed_dims) if downsample else None
 
-    def can_run_in_place(self, tokens: Tensor) -> bool:
-        """True when no autograd graph is needed and no dropout is active: the blocks may
-        then run :meth:`SwinBlock.forward_in_place` (the ``'eager'`` reference never does)."""
-        if any(block.attn.attn_impl != 'sdpa' or block.is_stochastic() for block in self.blocks):
-            return False
-        if not torch.is_grad_enabled():
-            return True
-        return not tokens.requires_grad and not any(p.requires_grad for p in self.blocks.parameters())
-
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        _, H, W, _ = x.shape
-        layout = get_window_layout(H, W, self.window_size, self.shift_size, self.mask_padding, x.device)
+        layout = layout_for(x, self.window_size, self.shift_size, self.mask_padding)
         tokens = layout.to_windows(x)
-        if self.can_run_in_place(tokens):
-            if tokens.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
-                tokens = tokens.clone()  # to_windows gave a view of x; the blocks overwrite their input
-            scratch = ScratchBuffers()  # shared by the stage's blocks, freed with the stage
-            for block in self.blocks:
-                block.forward_in_place(tokens, layout, scratch)
-            out = layout.to_grid(tokens)
-            return out, (self.downsample(out) if self.downsample is not None else None)
+        # A padded grid's window order is a new tensor, the stage's to overwrite; an
+        # unpadded one may be a view of x. Every block's output is a new tensor or the
+        # stage's own.
+        owns_tokens = layout.needs_padding
+        workspace: dict = {}  # scratch a CPU kernel keeps for the stage's blocks, freed with it
         for block in self.blocks:
             if self.with_cp and torch.is_grad_enabled():
                 # Non-reentrant: works with frozen parameters and with DDP.
                 tokens = activation_checkpoint.checkpoint(block, tokens, layout, use_reentrant=False)
             else:
-                tokens = block(tokens, layout)
+                tokens = block(tokens, layout, workspace, owns_tokens)
+            owns_tokens = True
         out = layout.to_grid(tokens)
         return out, (self.downsample(out) if self.downsample is not None else None)
 
@@ -326,7 +116,13 @@ class SwinBackbone(BaseModule):
         with_cp: non-reentrant activation checkpointing per block (saves memory). Default False.
         mask_padding: mask zero-padded tokens out as keys so real tokens never attend to
             padding. Off by default for parity with the official numerics. Default False.
-        attn_impl: ``'sdpa'`` (fused) or ``'eager'`` (reference). Default ``'sdpa'``.
+        attn_impl: how the whole-tensor block computes attention: ``'sdpa'``
+            (``scaled_dot_product_attention``) or ``'eager'`` (explicit softmax).
+            Default ``'sdpa'``.
+        block_impl: how the blocks run (:func:`mmswin.kernels.choose_block_impl`):
+            ``'auto'`` (the CPU fp32 kernels where they serve, else the whole-tensor
+            block), ``'reference'`` (always the whole-tensor block) or ``'cpu_chunked'``
+            (the CPU kernels, an error where they cannot serve). Default ``'auto'``.
         init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``.
     """
 
@@ -350,6 +146,7 @@ class SwinBackbone(BaseModule):
         with_cp: bool = False,
         mask_padding: bool = False,
         attn_impl: str = 'sdpa',
+        block_impl: str = 'auto',
         init_cfg: Optional[Union[dict, list]] = None,
     ):
         super().__init__(init_cfg=init_cfg)
@@ -359,6 +156,7 @@ class SwinBackbone(BaseModule):
         _check_int('in_channels', in_channels, minimum=1)
         if attn_impl not in ATTN_IMPLS:
             raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+        check_block_impl(block_impl)
         if not mlp_ratio > 0:
             raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
         for name, rate in (
@@ -418,6 +216,7 @@ class SwinBackbone(BaseModule):
                     drop_rate=drop_rate,
                     attn_drop_rate=attn_drop_rate,
                     attn_impl=attn_impl,
+                    block_impl=block_impl,
                 )
             )
         # Norms only for returned stages: an unused parameter would break DDP.
@@ -509,7 +308,7 @@ class SwinBackbone(BaseModule):
         for i, stage in enumerate(self.stages):
             out, x = stage(x)
             if i in self.out_indices:
-                outs.append(ChannelsFirst.apply(getattr(self, f'norm{i}')(out)))
+                outs.append(to_channels_first(getattr(self, f'norm{i}')(out)))
         return tuple(outs)
 
 

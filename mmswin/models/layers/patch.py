@@ -10,16 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmswin.kernels import is_transforming
+
 
 def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool) -> Tensor:
-    """Zero-pad the spatial dims at bottom/right up to a multiple; no copy if already there.
+    """Zero-pad the spatial dims at bottom/right up to a multiple; no copy if already there
+    (in eager code: traced, compiled or exported code always pads, by zero where it fits,
+    so that one graph serves every size).
 
     ``channels_last`` says whether ``x`` is ``[B, H, W, C]`` (True) or ``[B, C, H, W]``.
     """
     height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
     pad_h = -height % multiple
     pad_w = -width % multiple
-    if not (pad_h or pad_w):
+    if not is_transforming(x) and not (pad_h or pad_w):
         return x
     return F.pad(x, (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h))
 

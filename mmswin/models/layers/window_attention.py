@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmswin.kernels import cpu_relayout, is_transforming, uses_cpu_layout_kernels
+
 # Additive mask value for forbidden query/key pairs. Large enough that the pair's
 # softmax weight is zero in fp32/bf16/fp16, small enough that bias + two masks stay
 # finite in fp16, so no row can turn into NaN.
@@ -50,78 +52,6 @@ def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -
     B, _, C = windows.shape
     x = windows.view(B, height // window_size, width // window_size, window_size, window_size, C)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(B, height, width, C)
-
-
-def _grid_and_window_pieces(grid: Tensor, windows: Tensor, window_size: int, height: int, width: int):
-    """Pairs of views, ``(piece of grid, same tokens in windows)``, that together cover the
-    unpadded grid ``[B, height, width, C]`` exactly; ``windows`` is ``[B, L, C]`` in regular
-    window order of the grid padded to a multiple of the window. At most four pairs: whole
-    windows, and the partial last window row / column."""
-    M = window_size
-    rows_of_windows, last_rows = divmod(height, M)
-    cols_of_windows, last_cols = divmod(width, M)
-    # [B, window row, row in window, window column, column in window, C]
-    blocks = windows.view(-1, -(-height // M), -(-width // M), M, M, windows.shape[-1]).permute(0, 1, 3, 2, 4, 5)
-    row_parts = [(0, rows_of_windows, M)] if rows_of_windows else []
-    row_parts += [(rows_of_windows, 1, last_rows)] if last_rows else []
-    col_parts = [(0, cols_of_windows, M)] if cols_of_windows else []
-    col_parts += [(cols_of_windows, 1, last_cols)] if last_cols else []
-    for first_row, num_rows, rows in row_parts:
-        for first_col, num_cols, cols in col_parts:
-            grid_piece = grid[
-                :, first_row * M : first_row * M + num_rows * rows, first_col * M : first_col * M + num_cols * cols
-            ]
-            grid_piece = grid_piece.unflatten(1, (num_rows, rows)).unflatten(3, (num_cols, cols))
-            yield (
-                grid_piece,
-                blocks[:, first_row : first_row + num_rows, :rows, first_col : first_col + num_cols, :cols],
-            )
-
-
-def pad_and_partition(x: Tensor, window_size: int, height: int, width: int) -> Tensor:
-    """``[B, height, width, C]`` -> ``[B, L, C]`` in regular window order of the grid
-    zero-padded to a multiple of the window, in one copy: partition and the padding's zeros
-    go straight into the output (F.pad would fill and copy the whole grid first)."""
-    M = window_size
-    rows, cols = -(-height // M), -(-width // M)
-    windows = x.new_empty(x.shape[0], rows * cols * M * M, x.shape[-1])
-    blocks = windows.view(-1, rows, cols, M, M, x.shape[-1])
-    if height % M:
-        blocks[:, -1, :, height % M :].zero_()
-    if width % M:
-        blocks[:, :, -1, :, width % M :].zero_()
-    for grid_piece, window_piece in _grid_and_window_pieces(x, windows, M, height, width):
-        window_piece.copy_(grid_piece)
-    return windows
-
-
-def partition_reverse_and_crop(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
-    """Inverse of :func:`pad_and_partition`: ``[B, L, C]`` -> ``[B, height, width, C]``, the
-    padding dropped, in one copy."""
-    grid = windows.new_empty(windows.shape[0], height, width, windows.shape[-1])
-    for grid_piece, window_piece in _grid_and_window_pieces(grid, windows, window_size, height, width):
-        grid_piece.copy_(window_piece)
-    return grid
-
-
-def _relayout(tensor: Tensor, to_windows: bool, window_size: int, height: int, width: int) -> Tensor:
-    if to_windows:
-        return pad_and_partition(tensor, window_size, height, width)
-    return partition_reverse_and_crop(tensor, window_size, height, width)
-
-
-class _Relayout(torch.autograd.Function):
-    """Grid -> window order (``to_windows``) or back, in one copy; the gradient goes the
-    other way (padding and crop are each other's backward: the padding gets none)."""
-
-    @staticmethod
-    def forward(ctx, tensor: Tensor, to_windows: bool, window_size: int, height: int, width: int) -> Tensor:
-        ctx.backward_args = not to_windows, window_size, height, width
-        return _relayout(tensor, to_windows, window_size, height, width)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return _relayout(grad, *ctx.backward_args), None, None, None, None
 
 
 def relative_position_index(window_size: int) -> Tensor:
@@ -208,27 +138,25 @@ class WindowLayout:
         return self._cast_masks[key]
 
     def to_windows(self, x: Tensor) -> Tensor:
-        """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order.
-
-        Padded grids take one copy (:func:`pad_and_partition`), except under tracing
-        (``torch.jit.trace``, MMEngine's FLOP counter, ONNX export), where sizes are
-        traced tensors and a custom autograd Function would not export: there, the
-        plain ``F.pad`` + partition.
-        """
-        if self.needs_padding and not torch.jit.is_tracing():
-            return _Relayout.apply(x, True, self.window_size, self.height, self.width)
+        """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order
+        (a new tensor, except for an unpadded grid that is one window high or wide)."""
+        if self.needs_padding and uses_cpu_layout_kernels(x):
+            return cpu_relayout(x, True, self.window_size, self.height, self.width)
         if self.needs_padding:
             x = F.pad(x, (0, 0, 0, self.padded_width - self.width, 0, self.padded_height - self.height))
         return window_partition(x, self.window_size)
 
     def to_grid(self, windows: Tensor) -> Tensor:
-        """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped
-        (one copy; under tracing reverse + crop, as in :meth:`to_windows`)."""
-        if self.needs_padding and not torch.jit.is_tracing():
-            return _Relayout.apply(windows, False, self.window_size, self.height, self.width)
+        """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped."""
+        if self.needs_padding and uses_cpu_layout_kernels(windows):
+            return cpu_relayout(windows, False, self.window_size, self.height, self.width)
         grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
         if self.needs_padding:
-            grid = grid[:, : self.height, : self.width].contiguous()
+            # A gather, not a slice: a slice of symbolic size would make a graph that
+            # holds only for grids that need padding, or only for those that do not.
+            rows = torch.arange(self.height, device=grid.device)
+            cols = torch.arange(self.width, device=grid.device)
+            grid = grid.index_select(1, rows).index_select(2, cols)
         return grid
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
@@ -391,6 +319,77 @@ def _build_window_layout(
     )
 
 
+def build_traceable_layout(
+    height, width, window_size: int, shift_size: int, mask_padding: bool, device: torch.device
+) -> WindowLayout:
+    """The :class:`WindowLayout` built by tensor ops alone, for tracing, compiling and
+    export: ``height`` and ``width`` may be symbolic, and nothing depends on the data.
+
+    It always pads (by zero where the grid fits), always carries the shift mask of a
+    shifted layout and keeps the windows of the shifted order in row-major order, so one
+    graph serves every input size; the whole-tensor block gives the same result as with
+    :func:`get_window_layout`'s layout.
+    """
+    M, s = window_size, shift_size
+    padded_height = -(-height // M) * M
+    padded_width = -(-width // M) * M
+    N = M * M
+    rows = torch.arange(padded_height, device=device)
+    cols = torch.arange(padded_width, device=device)
+
+    def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
+        return window_partition(grid[None, :, :, None], M).view(-1, N)
+
+    def additive(forbidden: Tensor) -> Tensor:
+        return torch.where(forbidden, MASK_VALUE, 0.0).float()
+
+    def padding_mask(valid: Tensor) -> Tensor:  # as in _build_window_layout
+        return valid[:, :, None] & ~valid[:, None, :]
+
+    valid_regular = in_windows((rows[:, None] < height) & (cols[None, :] < width))
+    to_shifted = from_shifted = shifted_mask = None
+    if s > 0:
+        regular_index = window_reverse(
+            torch.arange(padded_height * padded_width, device=device).view(1, -1, 1), M, padded_height, padded_width
+        )[0, :, :, 0]
+        to_shifted = in_windows(torch.roll(regular_index, shifts=(-s, -s), dims=(0, 1))).reshape(-1)
+        from_shifted = torch.argsort(to_shifted)
+
+        def band_labels(index: Tensor, size) -> Tensor:  # as shift_region_labels
+            return (index >= size - M).long() + (index >= size - s).long()
+
+        labels = in_windows(band_labels(rows, padded_height)[:, None] * 3 + band_labels(cols, padded_width)[None, :])
+        forbidden = labels[:, :, None] != labels[:, None, :]
+        if mask_padding:
+            forbidden = forbidden | padding_mask(valid_regular.reshape(-1)[to_shifted].view(-1, N))
+        shifted_mask = additive(forbidden)
+    return WindowLayout(
+        height=height,
+        width=width,
+        window_size=M,
+        shift_size=s,
+        padded_height=padded_height,
+        padded_width=padded_width,
+        valid_tokens=valid_regular.view(1, -1, 1),
+        to_shifted=to_shifted,
+        from_shifted=from_shifted,
+        regular_mask=additive(padding_mask(valid_regular)) if mask_padding else None,
+        shifted_mask=shifted_mask,
+        regular_mask_free=0,
+        shifted_mask_free=0,
+    )
+
+
+def layout_for(x: Tensor, window_size: int, shift_size: int, mask_padding: bool) -> WindowLayout:
+    """The layout of the ``[B, H, W, C]`` grid ``x``: from :func:`get_window_layout`'s
+    cache in eager code, built in the graph (:func:`build_traceable_layout`) while the
+    model is traced, compiled or exported."""
+    _, height, width, _ = x.shape
+    if is_transforming(x):
+        return build_traceable_layout(height, width, window_size, shift_size, mask_padding, x.device)
+    return get_window_layout(height, width, window_size, shift_size, mask_padding, x.device)
+
+
 _layout_cache: 'OrderedDict[tuple, WindowLayout]' = OrderedDict()
 
 
@@ -474,29 +473,33 @@ class WindowMSA(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index]
         return bias.view(N, N, self.num_heads).permute(2, 0, 1).contiguous()
 
-    def forward(self, windows: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """Attend inside each window.
+    def forward(self, tokens: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Attend inside each window, all windows of the batch at once.
 
         Args:
-            windows: ``[B * num_windows, N, C]``, windows of one image consecutive.
+            tokens: ``[B, num_windows * N, C]``, in window order (the ``N`` tokens of a
+                window consecutive).
             mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
 
         Returns:
-            ``[B * num_windows, N, C]``.
+            ``[B, num_windows * N, C]``, before the residual.
         """
-        num_windows_total, N, C = windows.shape
+        B, L, C = tokens.shape
+        N = self.window_size * self.window_size
         heads = self.num_heads
-        qkv = self.qkv(windows).view(num_windows_total, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
+        windows = B * (L // N)
+        qkv = self.qkv(tokens).view(windows, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, head_dims]
 
-        attn_bias = self.relative_position_bias().unsqueeze(0)  # [1, heads, N, N], broadcast over windows
+        attn_bias = self.relative_position_bias().to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
         if mask is not None:
-            num_windows = mask.shape[0]
-            attn_bias = attn_bias + mask.unsqueeze(1)  # [nW, heads, N, N]
-            if num_windows_total != num_windows:
-                batch = num_windows_total // num_windows
-                attn_bias = attn_bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(num_windows_total, heads, N, N)
-        attn_bias = attn_bias.to(q.dtype)
+            attn_bias = attn_bias + mask.to(q.dtype).unsqueeze(1)  # [nW, heads, N, N]
+            # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
+            # in eager code; traced code always copies, so no graph depends on B).
+            if is_transforming(q):
+                attn_bias = attn_bias.repeat(B, 1, 1, 1)
+            else:
+                attn_bias = attn_bias.expand(B, -1, -1, -1, -1).reshape(windows, heads, N, N)
         dropout_p = self.attn_drop_rate if self.training else 0.0
 
         if self.attn_impl == 'sdpa':
@@ -505,5 +508,5 @@ class WindowMSA(nn.Module):
             attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
             attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
             out = attn @ v
-        out = out.transpose(1, 2).reshape(num_windows_total, N, C)
+        out = out.transpose(1, 2).reshape(B, L, C)
         return self.proj_drop(self.proj(out))

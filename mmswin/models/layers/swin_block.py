@@ -1,0 +1,126 @@
+"""The Swin block: (S)W-MSA and an MLP, each pre-norm with a residual (Liu et al., 2021).
+
+:meth:`SwinBlock.forward_reference` is the one definition of the block, the
+whole-tensor formulation. :meth:`SwinBlock.forward` runs the block by the
+implementation :func:`mmswin.kernels.choose_block_impl` picks for the call; every
+other implementation is tested against the reference, forward and backward.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from mmswin.kernels import BLOCK_IMPLS, check_block_impl, run_block
+
+from .window_attention import WindowLayout, WindowMSA
+
+__all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock']
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch of a sample with probability ``p``."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * keep.div_(keep_prob)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> dropout -> Linear -> dropout."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop = nn.Dropout(drop_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class SwinBlock(nn.Module):
+    """One pre-norm Swin block on tokens in a stage's regular window order.
+
+    Works on ``[B, L, C]`` tokens, ``L = num_windows * N`` (see
+    :mod:`mmswin.models.layers.window_attention`); a shifted block gathers its input into
+    the shifted window order and its output back. ``block_impl`` is one of
+    :data:`~mmswin.kernels.BLOCK_IMPLS` (see :func:`~mmswin.kernels.choose_block_impl`);
+    ``attn_impl`` (``'sdpa'`` or ``'eager'``) only says how the reference computes the
+    attention op.
+    """
+
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        window_size: int,
+        shifted: bool,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: Optional[float] = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        attn_impl: str = 'sdpa',
+        block_impl: str = 'auto',
+    ):
+        super().__init__()
+        check_block_impl(block_impl)
+        self.shifted = shifted
+        self.block_impl = block_impl
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = WindowMSA(
+            embed_dims,
+            num_heads,
+            window_size,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop_rate=attn_drop_rate,
+            proj_drop_rate=drop_rate,
+            attn_impl=attn_impl,
+        )
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+
+    def forward(
+        self, x: Tensor, layout: WindowLayout, workspace: Optional[dict] = None, owns_input: bool = False
+    ) -> Tensor:
+        """``[B, L, C]`` tokens in regular window order -> same shape; padded tokens of
+        the output carry no meaning. ``workspace`` (a dict kept for one pass over several
+        blocks) and ``owns_input`` (``x`` may be overwritten) let a CPU kernel reuse
+        memory; neither changes the result."""
+        return run_block(self, x, layout, workspace, owns_input)
+
+    def forward_reference(self, x: Tensor, layout: WindowLayout) -> Tensor:
+        """The block on all windows of the batch at once: the definition every other
+        implementation is tested against."""
+        B, L, C = x.shape
+        shifted = self.shifted and layout.shift_size > 0
+        tokens = layout.zero_padding(self.norm1(x))
+        if shifted:
+            tokens = tokens.index_select(1, layout.to_shifted)
+        mask = layout.attn_mask(shifted, self.attn.relative_position_bias_table.dtype)
+        tokens = self.attn(tokens, mask)
+        if shifted:
+            tokens = tokens.index_select(1, layout.from_shifted)
+        x = x + self.drop_path(tokens)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def dropout_active(self) -> bool:
+        """Whether a dropout layer (not stochastic depth) is active: training mode, rate > 0."""
+        rates = (self.mlp.drop.p, self.attn.attn_drop_rate, self.attn.proj_drop.p)
+        return self.training and any(rate > 0 for rate in rates)

@@ -1,0 +1,157 @@
+"""The one chooser of a block's implementation, and what each choice means for users."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from mmswin.kernels import (
+    CPU_CHUNKED_INFERENCE,
+    CPU_CHUNKED_TRAINING,
+    REFERENCE,
+    BlockQuery,
+    choose_block_impl,
+)
+from mmswin.models import SwinBackbone
+from mmswin.models.layers import SwinBlock, get_window_layout
+
+from .helpers import MINI_ARCH, perturb_
+
+CPU_FP32_INFERENCE = BlockQuery(
+    requested='auto',
+    device_type='cpu',
+    dtype=torch.float32,
+    param_dtype=torch.float32,
+    autocast=False,
+    needs_grad=False,
+    dropout=False,
+    drop_path=False,
+    transforming=False,
+)
+
+
+def query(**changes) -> BlockQuery:
+    return dataclasses.replace(CPU_FP32_INFERENCE, **changes)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize('autocast', [False, True])
+@pytest.mark.parametrize('needs_grad', [False, True])
+@pytest.mark.parametrize('drop_path', [False, True])
+def test_cuda_always_gets_the_whole_tensor_block(dtype, autocast, needs_grad, drop_path):
+    """Validation, tools/test.py, frozen stages (no grad) and training, in every dtype."""
+    cuda = query(device_type='cuda', dtype=dtype, param_dtype=dtype, autocast=autocast)
+    assert choose_block_impl(dataclasses.replace(cuda, needs_grad=needs_grad, drop_path=drop_path)) == REFERENCE
+
+
+@pytest.mark.parametrize(
+    'changes',
+    [
+        dict(autocast=True),
+        dict(dtype=torch.bfloat16, param_dtype=torch.bfloat16),
+        dict(dtype=torch.float64, param_dtype=torch.float64),
+        dict(transforming=True),
+        dict(dropout=True, needs_grad=True),
+        dict(requested='reference'),
+        dict(device_type='mps'),
+    ],
+    ids=str,
+)
+def test_cpu_kernels_only_for_plain_eager_fp32(changes):
+    assert choose_block_impl(query(**changes)) == REFERENCE
+
+
+def test_cpu_fp32_picks_inference_or_training_kernel():
+    assert choose_block_impl(query()) == CPU_CHUNKED_INFERENCE
+    assert choose_block_impl(query(needs_grad=True)) == CPU_CHUNKED_TRAINING
+    assert choose_block_impl(query(needs_grad=True, drop_path=True)) == CPU_CHUNKED_TRAINING
+    assert choose_block_impl(query(requested='cpu_chunked')) == CPU_CHUNKED_INFERENCE
+
+
+@pytest.mark.parametrize(
+    'changes, words',
+    [
+        (dict(device_type='cuda'), "'cuda'"),
+        (dict(dtype=torch.bfloat16), 'fp32 only'),
+        (dict(autocast=True), 'autocast'),
+        (dict(transforming=True), 'traced, compiled or exported'),
+        (dict(dropout=True), 'dropout'),
+    ],
+    ids=str,
+)
+def test_forced_cpu_chunked_that_cannot_serve_is_an_error(changes, words):
+    with pytest.raises(ValueError, match=words):
+        choose_block_impl(query(requested='cpu_chunked', **changes))
+
+
+def test_bad_block_impl_lists_the_choices():
+    with pytest.raises(ValueError, match=r"block_impl must be one of \('auto', 'reference', 'cpu_chunked'\)"):
+        SwinBackbone(arch=MINI_ARCH, block_impl='chunked')
+    with pytest.raises(ValueError, match='block_impl'):
+        choose_block_impl(query(requested='fast'))
+
+
+def test_query_reads_grad_mode_frozen_weights_and_autocast():
+    """A frozen block under grad mode needs no graph for an input without grad; the
+    query sees autocast and dropout."""
+    block = SwinBlock(16, 2, 7, shifted=True, drop_rate=0.1)
+    x = torch.randn(1, 49, 16)
+    assert BlockQuery.of(block, x).needs_grad
+    assert BlockQuery.of(block, x).dropout
+    block.eval().requires_grad_(False)
+    assert not BlockQuery.of(block, x).needs_grad
+    assert BlockQuery.of(block, x.requires_grad_()).needs_grad
+    with torch.no_grad():
+        assert not BlockQuery.of(block, x).needs_grad
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert BlockQuery.of(block, x).autocast
+
+
+def test_block_takes_the_same_path_inside_and_outside_a_stage(monkeypatch):
+    """Under no_grad a block called on its own takes the in-place kernel too, and leaves
+    its caller's tensor alone."""
+    from mmswin import kernels
+
+    taken = []
+    original = kernels.choose_block_impl
+    monkeypatch.setattr(kernels, 'choose_block_impl', lambda q: taken.append(original(q)) or taken[-1])
+    block = perturb_(SwinBlock(16, 2, 7, shifted=True)).eval()
+    layout = get_window_layout(9, 12, 7, 3)
+    x = layout.to_windows(torch.randn(2, 9, 12, 16))
+    before = x.clone()
+    with torch.no_grad():
+        alone = block(x, layout)
+        reference = block.forward_reference(x, layout)
+    assert taken == [CPU_CHUNKED_INFERENCE]
+    assert torch.equal(x, before)
+    valid = layout.valid_tokens
+    assert ((alone - reference) * valid).abs().max() < 1e-5
+
+    taken.clear()
+    model = SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 40, 40))
+    assert set(taken) == {CPU_CHUNKED_INFERENCE}
+
+
+@pytest.mark.parametrize('block_impl', ['reference', 'cpu_chunked'])
+def test_every_choice_matches_the_reference_backbone(block_impl):
+    """Outputs and training gradients of the whole backbone, padded in every stage."""
+    x = torch.randn(2, 3, 61, 83)
+    model = perturb_(SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0, block_impl=block_impl))
+    reference = SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0, block_impl='reference', attn_impl='eager')
+    reference.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for a, b in zip(model.eval()(x), reference.eval()(x)):
+            assert (a - b).abs().max() < 1e-5
+    model.train(), reference.train()
+    for net in (model, reference):
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in net(x)).backward()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        assert (a.grad - b.grad).abs().max() <= 1e-4 * b.grad.abs().max() + 1e-6, name
+
+
+def test_forced_cpu_chunked_under_autocast_is_an_error():
+    model = SwinBackbone(arch=MINI_ARCH, block_impl='cpu_chunked').eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16), pytest.raises(ValueError, match='autocast'):
+        model(torch.randn(1, 3, 32, 32))

@@ -1,0 +1,75 @@
+"""The whole-tensor block, the path of every GPU: its operator count does not depend on
+the batch and is no larger than MMDetection's; it compiles once for every size.
+
+The operator counts run on the ``meta`` device: it dispatches what a non-CPU device
+would (the whole-tensor block, plain permutes instead of the CPU copy kernels) without
+computing anything, so Swin-T at a detection size costs no time.
+"""
+
+from collections import Counter
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mmswin.models import SwinBackbone
+
+from .helpers import perturb_
+
+
+class OperatorCounter(TorchDispatchMode):
+    """Counts every aten operator dispatched while active, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_operators(model, x) -> Counter:
+    """Operators of one no-grad forward, after a first one has built any cached state."""
+    with torch.no_grad():
+        model(x)
+        with OperatorCounter() as counter:
+            model(x)
+    return counter.counts
+
+
+@pytest.fixture(scope='module')
+def meta_backbones():
+    from mmdet.models.backbones.swin import SwinTransformer
+
+    ours = SwinBackbone(arch='tiny', drop_path_rate=0.0).to('meta').eval()
+    theirs = SwinTransformer(drop_path_rate=0.0).to('meta')
+    theirs.eval()  # (returns None)
+    return ours, theirs
+
+
+def test_operator_count_does_not_grow_with_batch_and_is_at_most_mmdets(meta_backbones):
+    ours, theirs = meta_backbones
+    counts = {
+        batch: sum(dispatched_operators(ours, torch.empty(batch, 3, 449, 673, device='meta')).values())
+        for batch in (1, 2, 4)
+    }
+    peer = sum(dispatched_operators(theirs, torch.empty(1, 3, 449, 673, device='meta')).values())
+    assert counts[2] == counts[4]
+    # Batch 1 skips one copy per shifted block: the shift mask broadcast to the batch.
+    assert counts[1] <= counts[2] <= counts[1] + sum(ours.arch_settings['depths']) // 2
+    assert counts[1] <= peer, (counts, peer)
+
+
+def test_meta_forward_takes_no_cpu_kernel(meta_backbones, monkeypatch):
+    from mmswin.kernels import cpu_chunked, cpu_layout
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a CPU kernel ran on a non-CPU device')
+
+    monkeypatch.setattr(cpu_chunked, 'block_forward_in_place', refuse)
+    monkeypatch.setattr(cpu_layout.Relayout, 'apply', refuse)
+    monkeypatch.setattr(cpu_layout.ChannelsFirst, 'apply', refuse)
+    ours, _ = meta_backbones
+    outs = ours(torch.empty(2, 3, 97, 131, device='meta'))
+    assert [tuple(o.shape) for o in outs] == [(2, 96, 25, 33), (2, 192, 13, 17), (2, 384, 7, 9), (2, 768, 4, 5)]
