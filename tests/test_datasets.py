@@ -92,3 +92,27 @@ def test_demo_data_never_overwrites_a_users_folder(tmp_path):
     cfg = Config(dict(demo_data=dict(kind='coco_shapes', root=str(tmp_path / 'mine'), num_train=2, num_val=1)))
     assert ensure_demo_data(cfg) is False
     assert os.listdir(tmp_path / 'mine') == ['keep.txt']
+
+
+@pytest.mark.parametrize(
+    'spec, message',
+    [
+        (
+            dict(kind='voc_shapes', root='x'),
+            "demo_data.kind must be one of \\['ade_shapes', 'coco_shapes'\\], got 'voc",
+        ),
+        (dict(kind='coco_shapes'), 'demo_data needs root'),
+        (dict(kind='coco_shapes', root='x', num_images=3), "demo_data: coco_shapes takes no argument 'num_images'"),
+        (dict(kind='ade_shapes', root='x', num_train=0), 'demo_data: num_train and num_val must be >= 1'),
+    ],
+)
+def test_a_bad_demo_data_spec_is_named_and_writes_nothing(tmp_path, spec, message):
+    from mmengine.config import Config
+
+    from mmswin.datasets import ensure_demo_data
+    from mmswin.engine.preflight import PreflightError
+
+    spec = dict(spec, root=str(tmp_path / spec['root'])) if 'root' in spec else spec
+    with pytest.raises(PreflightError, match=message):
+        ensure_demo_data(Config(dict(demo_data=spec)))
+    assert os.listdir(tmp_path) == []

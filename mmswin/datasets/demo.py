@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
 from mmengine.logging import print_log
+
+from mmswin.engine.preflight import PreflightError
 
 from .ade_shapes import generate_ade_shapes
 from .coco_shapes import generate_coco_shapes
@@ -22,7 +25,9 @@ def ensure_demo_data(cfg) -> bool:
         return False
     kind = spec.pop('kind', None)
     if kind not in DEMO_GENERATORS:
-        raise ValueError(f'demo_data.kind must be one of {sorted(DEMO_GENERATORS)}, got {kind!r}')
+        raise PreflightError(f'demo_data.kind must be one of {sorted(DEMO_GENERATORS)}, got {kind!r}')
+    if not spec.get('root'):
+        raise PreflightError("demo_data needs root, the folder to generate into, e.g. root='data/coco_shapes'")
     root = spec['root']
     wanted = dict(kind=kind, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.items() if k != 'root'})
     stamp = os.path.join(root, STAMP)
@@ -33,7 +38,14 @@ def ensure_demo_data(cfg) -> bool:
     elif os.path.isdir(root):
         return False  # a folder the user made or filled: never overwrite it
     print_log(f'generating the demo data set ({kind}) into {root}', logger='current')
-    DEMO_GENERATORS[kind](**spec)
+    generator = DEMO_GENERATORS[kind]
+    unknown = sorted(set(spec) - set(inspect.signature(generator).parameters))
+    if unknown:
+        raise PreflightError(f'demo_data: {kind} takes no argument {unknown[0]!r}; see {generator.__module__}')
+    try:
+        generator(**spec)
+    except ValueError as error:  # the generator's own argument checks, made before it writes
+        raise PreflightError(f'demo_data: {error}') from None
     with open(stamp, 'w') as f:
         json.dump(wanted, f)
     return True
