@@ -92,6 +92,13 @@ def test_a_syntax_error_in_a_base_file_names_the_base_file(tmp_path):
     assert line.startswith(f"error: config '{tmp_path}/base.py' line 2: "), line
 
 
+def test_an_error_raised_by_the_configs_code_is_named_with_its_file_and_line(tmp_path):
+    path = tmp_path / 'child.py'
+    path.write_text(f"_base_ = ['{DET_DEMO}']\nwindow = 4\nmodel = dict(backbone=dict(window_size=windw))\n")
+    line = one_error_line(run_tool('train.py', str(path), cwd=str(tmp_path)))
+    assert line == f"error: config '{path}' line 3: NameError: name 'windw' is not defined; fix the config there"
+
+
 def test_a_missing_base_file_is_named(tmp_path):
     path = tmp_path / 'child.py'
     path.write_text(f"_base_ = ['{DET_DEMO}', '../_base_/schedules/nope.py']\n")

@@ -131,15 +131,15 @@ def backbone_error(cfg: Config, error: BaseException) -> Optional[PreflightError
     return None
 
 
-def check_config_files(path: str, _seen: Optional[set] = None) -> None:
+def check_config_files(path: str, _seen: Optional[set] = None) -> set[str]:
     """The config at ``path`` and the ``_base_`` files it names, recursively: each must be
     valid Python (named with its file and line) and each ``_base_`` must exist (named with
     the config that lists it). A ``_base_`` computed at run time, or one from another
-    package (``mmdet::...``), is left to MMEngine."""
+    package (``mmdet::...``), is left to MMEngine. Returns the real paths of the files."""
     seen = _seen if _seen is not None else set()
     real = os.path.realpath(path)
     if real in seen or not path.endswith('.py'):
-        return
+        return seen
     seen.add(real)
     with open(path, encoding='utf-8') as f:
         source = f.read()
@@ -161,6 +161,24 @@ def check_config_files(path: str, _seen: Optional[set] = None) -> None:
                 f"'{base_path}'); _base_ paths are relative to the config's folder"
             )
         check_config_files(base_path, seen)
+    return seen
+
+
+def config_execution_error(error: BaseException, config_files: set[str]) -> Optional[PreflightError]:
+    """The one-line error for an exception raised by a config file's own code while MMEngine
+    runs it (a misspelt name, a bad expression), naming the file and line; None when no
+    config file raised it."""
+    frame, traceback = None, error.__traceback__
+    while traceback is not None:
+        if os.path.realpath(traceback.tb_frame.f_code.co_filename) in config_files:
+            frame = traceback
+        traceback = traceback.tb_next
+    if frame is None:
+        return None
+    return PreflightError(
+        f"config '{frame.tb_frame.f_code.co_filename}' line {frame.tb_lineno}: {type(error).__name__}: {error}; "
+        'fix the config there'
+    )
 
 
 def _base_files(tree: ast.Module) -> list[str]:

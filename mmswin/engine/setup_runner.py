@@ -21,17 +21,24 @@ SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """The config at ``path`` with the ``--cfg-options`` merged in. A missing file, a syntax
-    error in it or its ``_base_`` files, a missing ``_base_`` file, an override that does not
-    fit the config's value, or a scope the tools do not run is a :class:`PreflightError`."""
-    from .config_checks import check_cfg_options, check_config_files
+    error in it or its ``_base_`` files, a missing ``_base_`` file, an error raised by a config
+    file's own code, an override that does not fit the config's value, or a scope the tools
+    do not run is a :class:`PreflightError` naming the file (and line) or the item."""
+    from .config_checks import check_cfg_options, check_config_files, config_execution_error
 
     if not os.path.isfile(path):
         raise PreflightError(
             f"config file not found: '{path}'; configs live under configs/, e.g. "
             'configs/demo/mask_rcnn_swin_t_shapes.py'
         )
-    check_config_files(path)
-    cfg = Config.fromfile(path)
+    config_files = check_config_files(path)
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as error:  # the config's own code failed: name its file and line
+        named = config_execution_error(error, config_files)
+        if named is None:
+            raise
+        raise named from None
     if cfg_options:
         check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
