@@ -5,13 +5,10 @@ chunk layout."""
 import pytest
 import torch
 
-from mmswin.models import SwinBackbone
 from mmswin.kernels import cpu_chunked
 from mmswin.kernels.cpu_chunked import block_params, block_spec
 from mmswin.models.layers import SwinBlock
 from mmswin.models.layers.window_attention import get_window_layout
-
-from .helpers import MINI_ARCH, perturb_
 
 # (height, width, mask_padding): fits the windows / padded / padded with padding masks / one window
 GRIDS = [(14, 21, False), (19, 25, False), (19, 25, True), (3, 5, False)]
@@ -86,7 +83,9 @@ def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp
     layout = get_window_layout(*size, 7, 3)
     x = layout.to_windows(torch.randn(2, *size, 32)).requires_grad_()
     scales = [torch.tensor(attn_scale), torch.tensor(mlp_scale)]
-    actual = cpu_chunked.SwinBlockFunction.apply(x, *scales, layout, block_spec(block, layout), 4096, *block_params(block))
+    actual = cpu_chunked.SwinBlockFunction.apply(
+        x, *scales, layout, block_spec(block, layout), 4096, *block_params(block)
+    )
     draws = iter(scales)
     block.drop_path.forward = lambda t: t * next(draws).view(-1, 1, 1)
     expected = block.forward_reference(x, layout)

@@ -38,9 +38,7 @@ def build_pair(arch, block_impl='auto'):
     return _models[arch, block_impl]
 
 
-@pytest.mark.parametrize(
-    'arch, block_impl', [('tiny', 'auto'), ('small', 'auto'), ('tiny', 'reference')], ids='-'.join
-)
+@pytest.mark.parametrize('arch, block_impl', [('tiny', 'auto'), ('small', 'auto'), ('tiny', 'reference')], ids='-'.join)
 @pytest.mark.parametrize('size', SIZES, ids=lambda s: 'x'.join(map(str, s)))
 def test_stage_outputs_match_mmdet(arch, block_impl, size):
     ours, theirs = build_pair(arch, block_impl)

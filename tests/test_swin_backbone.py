@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from mmswin.models import SwinBackbone
 from mmswin.kernels import cpu_chunked
+from mmswin.models import SwinBackbone
 from mmswin.models.layers import window_attention
 
 from .helpers import MINI_ARCH, perturb_

@@ -73,3 +73,27 @@ def test_meta_forward_takes_no_cpu_kernel(meta_backbones, monkeypatch):
     ours, _ = meta_backbones
     outs = ours(torch.empty(2, 3, 97, 131, device='meta'))
     assert [tuple(o.shape) for o in outs] == [(2, 96, 25, 33), (2, 192, 13, 17), (2, 384, 7, 9), (2, 768, 4, 5)]
+
+
+def test_compiles_once_for_every_size_and_batch():
+    """torch.compile(dynamic=True): one graph, no graph break, no recompile for other
+    sizes (padded or not) and batches, and eager's results. The aot_eager backend
+    captures the same graph as inductor without generating code, to keep this fast."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    arch = dict(embed_dims=16, depths=(2, 1), num_heads=(1, 2))  # W-MSA, SW-MSA, merging, W-MSA
+    model = perturb_(SwinBackbone(arch=arch, drop_path_rate=0.0, out_indices=(0, 1))).eval()
+    compiled = torch.compile(model, dynamic=True, backend='aot_eager')
+    with torch.no_grad():
+        for batch, height, width in [(2, 61, 83), (2, 97, 131), (3, 64, 56)]:
+            x = torch.randn(batch, 3, height, width)
+            for actual, expected in zip(compiled(x), model(x)):
+                assert actual.shape == expected.shape
+                assert (actual - expected).abs().max() < 1e-4
+    assert counters['stats']['unique_graphs'] == 1
+    assert sum(counters['graph_break'].values()) == 0
+    assert counters['stats']['calls_captured'] > 0

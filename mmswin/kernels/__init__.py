@@ -75,9 +75,7 @@ class BlockQuery:
 
     @classmethod
     def of(cls, block: SwinBlock, x: Tensor) -> BlockQuery:
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in block.parameters())
-        )
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in block.parameters()))
         return cls(
             requested=block.block_impl,
             device_type=x.device.type,

@@ -274,7 +274,9 @@ def block_forward_in_place(
             num_rows, num_real = chunk.rows.stop - chunk.rows.start, tokens.shape[0]
             normed = F.layer_norm(tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
             normed = padded_normed(normed, chunk, num_rows)
-            qkv = _linear_into(scratch.take('qkv', num_rows, 3 * channels, x), normed, params.qkv_weight, params.qkv_bias)
+            qkv = _linear_into(
+                scratch.take('qkv', num_rows, 3 * channels, x), normed, params.qkv_weight, params.qkv_bias
+            )
             attended = window_attention(qkv, bias, spec.num_heads, spec.scale)
             _add_linear_(tokens, _real_rows(attended, chunk), params.proj_weight, params.proj_bias)
             normed = F.layer_norm(tokens, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps)

@@ -72,19 +72,14 @@ class SwinStage(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         layout = layout_for(x, self.window_size, self.shift_size, self.mask_padding)
-        tokens = layout.to_windows(x)
-        # A padded grid's window order is a new tensor, the stage's to overwrite; an
-        # unpadded one may be a view of x. Every block's output is a new tensor or the
-        # stage's own.
-        owns_tokens = layout.needs_padding
+        tokens = layout.to_windows(x)  # a new tensor, and every block's output too: the stage's to overwrite
         workspace: dict = {}  # scratch a CPU kernel keeps for the stage's blocks, freed with it
         for block in self.blocks:
             if self.with_cp and torch.is_grad_enabled():
                 # Non-reentrant: works with frozen parameters and with DDP.
                 tokens = activation_checkpoint.checkpoint(block, tokens, layout, use_reentrant=False)
             else:
-                tokens = block(tokens, layout, workspace, owns_tokens)
-            owns_tokens = True
+                tokens = block(tokens, layout, workspace, owns_input=True)
         out = layout.to_grid(tokens)
         return out, (self.downsample(out) if self.downsample is not None else None)
 

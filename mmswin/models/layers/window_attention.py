@@ -40,18 +40,19 @@ def window_partition(x: Tensor, window_size: int) -> Tensor:
 
     ``[B, H, W, C] -> [B, num_windows * window_size**2, C]``, windows in row-major
     order, tokens row-major inside each window. ``H`` and ``W`` must be multiples of
-    ``window_size``.
+    ``window_size``. Always a new tensor (a reshape would be a view of ``x`` for a grid
+    one window wide, and a graph traced for symbolic sizes would depend on which).
     """
     B, H, W, C = x.shape
     x = x.view(B, H // window_size, window_size, W // window_size, window_size, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(B, H * W, C)
+    return x.permute(0, 1, 3, 2, 4, 5).clone(memory_format=torch.contiguous_format).view(B, H * W, C)
 
 
 def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
-    """Inverse of :func:`window_partition`: ``[B, H * W, C] -> [B, H, W, C]``."""
+    """Inverse of :func:`window_partition`: ``[B, H * W, C] -> [B, H, W, C]``, a new tensor."""
     B, _, C = windows.shape
     x = windows.view(B, height // window_size, width // window_size, window_size, window_size, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(B, height, width, C)
+    return x.permute(0, 1, 3, 2, 4, 5).clone(memory_format=torch.contiguous_format).view(B, height, width, C)
 
 
 def relative_position_index(window_size: int) -> Tensor:
@@ -115,6 +116,11 @@ class WindowLayout:
     # How many leading windows of the regular / shifted order have an all-zero mask.
     regular_mask_free: int = 0
     shifted_mask_free: int = 0
+    # Traced layouts only (build_traceable_layout), which relayout by gathers: [L] long,
+    # the row-major position in the padded grid of each token in regular window order;
+    # [H * W] long, the window-order index of each real position of the grid.
+    window_to_grid: Optional[Tensor] = None
+    grid_to_window: Optional[Tensor] = None
     _cast_masks: dict = field(default_factory=dict, repr=False)
     _valid_in_order: dict = field(default_factory=dict, repr=False)
     _chunks: dict = field(default_factory=dict, repr=False)
@@ -139,7 +145,10 @@ class WindowLayout:
 
     def to_windows(self, x: Tensor) -> Tensor:
         """``[B, H, W, C]`` grid -> ``[B, L, C]`` zero-padded, in regular window order
-        (a new tensor, except for an unpadded grid that is one window high or wide)."""
+        (always a new tensor)."""
+        if self.window_to_grid is not None:
+            x = F.pad(x, (0, 0, 0, self.padded_width - self.width, 0, self.padded_height - self.height))
+            return x.flatten(1, 2).index_select(1, self.window_to_grid)
         if self.needs_padding and uses_cpu_layout_kernels(x):
             return cpu_relayout(x, True, self.window_size, self.height, self.width)
         if self.needs_padding:
@@ -148,15 +157,13 @@ class WindowLayout:
 
     def to_grid(self, windows: Tensor) -> Tensor:
         """``[B, L, C]`` in regular window order -> ``[B, H, W, C]``, padding cropped."""
+        if self.grid_to_window is not None:
+            return windows.index_select(1, self.grid_to_window).unflatten(1, (self.height, self.width))
         if self.needs_padding and uses_cpu_layout_kernels(windows):
             return cpu_relayout(windows, False, self.window_size, self.height, self.width)
         grid = window_reverse(windows, self.window_size, self.padded_height, self.padded_width)
         if self.needs_padding:
-            # A gather, not a slice: a slice of symbolic size would make a graph that
-            # holds only for grids that need padding, or only for those that do not.
-            rows = torch.arange(self.height, device=grid.device)
-            cols = torch.arange(self.width, device=grid.device)
-            grid = grid.index_select(1, rows).index_select(2, cols)
+            grid = grid[:, : self.height, : self.width].contiguous()
         return grid
 
     def valid_mask(self, shifted: bool) -> Optional[Tensor]:
@@ -337,22 +344,35 @@ def build_traceable_layout(
     rows = torch.arange(padded_height, device=device)
     cols = torch.arange(padded_width, device=device)
 
-    def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
-        return window_partition(grid[None, :, :, None], M).view(-1, N)
-
     def additive(forbidden: Tensor) -> Tensor:
         return torch.where(forbidden, MASK_VALUE, 0.0).float()
 
     def padding_mask(valid: Tensor) -> Tensor:  # as in _build_window_layout
         return valid[:, :, None] & ~valid[:, None, :]
 
+    window_columns = padded_width // M
+    # Window order by arithmetic, not by views: a view's validity for symbolic sizes
+    # depends on whether the grid is one window wide, and so would the graph.
+    order = torch.arange(padded_height * padded_width, device=device)
+    window, inside = order // N, order % N
+    window_to_grid = ((window // window_columns) * M + inside // M) * padded_width + (window % window_columns) * M
+    window_to_grid = window_to_grid + inside % M
+
+    def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
+        return grid.reshape(-1)[window_to_grid].view(-1, N)
+
+    real_rows = torch.arange(height, device=device)[:, None]
+    real_cols = torch.arange(width, device=device)[None, :]
+    grid_to_window = ((real_rows // M) * window_columns + real_cols // M) * N + (real_rows % M) * M + real_cols % M
     valid_regular = in_windows((rows[:, None] < height) & (cols[None, :] < width))
     to_shifted = from_shifted = shifted_mask = None
     if s > 0:
-        regular_index = window_reverse(
-            torch.arange(padded_height * padded_width, device=device).view(1, -1, 1), M, padded_height, padded_width
-        )[0, :, :, 0]
-        to_shifted = in_windows(torch.roll(regular_index, shifts=(-s, -s), dims=(0, 1))).reshape(-1)
+        # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
+        rolled_rows = ((rows + s) % padded_height)[:, None]
+        rolled_cols = ((cols + s) % padded_width)[None, :]
+        regular_index = ((rolled_rows // M) * window_columns + rolled_cols // M) * N
+        regular_index = regular_index + (rolled_rows % M) * M + rolled_cols % M
+        to_shifted = in_windows(regular_index).reshape(-1)
         from_shifted = torch.argsort(to_shifted)
 
         def band_labels(index: Tensor, size) -> Tensor:  # as shift_region_labels
@@ -377,6 +397,8 @@ def build_traceable_layout(
         shifted_mask=shifted_mask,
         regular_mask_free=0,
         shifted_mask_free=0,
+        window_to_grid=window_to_grid,
+        grid_to_window=grid_to_window.reshape(-1),
     )
 
 
