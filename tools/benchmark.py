@@ -63,8 +63,11 @@ from mmswin.models import SwinBackbone  # noqa: E402
 from mmswin.models.backbones.swin import ARCH_ZOO, _resolve_arch  # noqa: E402
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# /proc/cpuinfo flags that decide how fast the matrix products can be (bf16 among them).
+SIMD_FLAG_PREFIXES = ('avx', 'amx', 'fma', 'sse4')
 OURS, MMDET, MMSEG = 'mmswin', 'mmdet', 'mmseg'
-ALL_PARTS = ('complexity', 'backbones', 'floor', 'profile', 'models', 'scaling')
+DEFAULT_PARTS = ('complexity', 'backbones', 'floor', 'profile', 'models', 'scaling')
+ALL_PARTS = DEFAULT_PARTS + ('compile',)  # compile: opt-in, inductor takes minutes on 2 cores
 # --quick: a small Swin (every stage has a regular and a shifted block) for smoke runs.
 QUICK_ARCH = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
 
@@ -945,6 +948,50 @@ def linear_fit(xs: list, ys: list) -> dict:
     return dict(intercept=intercept, slope=slope, r2=1 - ss_res / ss_tot if ss_tot > 0 else 1.0)
 
 
+def bench_compile(args, bench: Bench) -> dict:
+    """``torch.compile(backbone, dynamic=True)`` (inductor) against eager: the first
+    call's time (compiling), the first call at a second size (a recompile would show
+    here), the graphs captured, and the compiled and eager inference times, interleaved."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    model = build_backbones(args.arch, args.drop_path_rate)[OURS].to(bench.device).eval()
+    generator = torch.Generator().manual_seed(4)
+    first = torch.randn(1, 3, *args.det_size, generator=generator).to(bench.device)
+    second = torch.randn(1, 3, *args.seg_size, generator=generator).to(bench.device)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(model, dynamic=True)
+    log(f'compile: first call at {size_key(args.det_size)} (compiles)')
+
+    def first_call(x: Tensor) -> float:
+        start = time.perf_counter()
+        with torch.no_grad(), bench.autocast():
+            compiled(x)
+        bench.sync()
+        return time.perf_counter() - start
+
+    compile_s = first_call(first)
+    log(f'compile: first call at {size_key(args.seg_size)}')
+    second_size_first_call_s = first_call(second)
+    with torch.no_grad(), bench.autocast():
+        errors = [(a.float() - b.float()).abs().max().item() for a, b in zip(compiled(first), model(first))]
+    timed = bench.interleaved(
+        {'eager': inference_run(model, first, bench), 'compiled': inference_run(compiled, first, bench)}
+    )
+    return dict(
+        size=size_key(args.det_size),
+        second_size=size_key(args.seg_size),
+        compile_s=compile_s,
+        second_size_first_call_s=second_size_first_call_s,
+        unique_graphs=counters['stats']['unique_graphs'],
+        graph_breaks=sum(counters['graph_break'].values()),
+        max_abs_error_vs_eager=max(errors),
+        timing=timed,
+        speedup_vs_eager=timed['eager']['median_s'] / timed['compiled']['median_s'],
+    )
+
+
 def bench_scaling(args, bench: Bench) -> dict:
     torch.manual_seed(0)
     ours = SwinBackbone(arch=args.arch, drop_path_rate=0.0).to(bench.device).eval()
@@ -1035,9 +1082,13 @@ def environment(args) -> dict:
     import mmseg
 
     cpu = platform.processor() or platform.machine()
+    flags: list = []
     with contextlib.suppress(OSError):
         with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+            info = f.read().splitlines()
+        cpu = next((line.split(':', 1)[1].strip() for line in info if line.startswith('model name')), cpu)
+        all_flags = next((line.split(':', 1)[1].split() for line in info if line.startswith('flags')), [])
+        flags = sorted(flag for flag in all_flags if flag.startswith(SIMD_FLAG_PREFIXES))
     return dict(
         torch=torch.__version__,
         mmengine=mmengine.__version__,
@@ -1048,6 +1099,8 @@ def environment(args) -> dict:
         threads=torch.get_num_threads(),
         keep_freed_memory=args.keep_freed_memory,
         cpu=cpu,
+        cpu_simd_flags=flags,
+        native_bf16=any(flag in flags for flag in ('amx_bf16', 'avx512_bf16')),
         cuda=torch.cuda.get_device_name() if args.device == 'cuda' else None,
         date=time.strftime('%Y-%m-%d %H:%M:%S'),
         load_average=os.getloadavg(),
@@ -1074,6 +1127,9 @@ def format_report(results: dict) -> str:
         f'torch {env["torch"]}, mmdet {env["mmdet"]}, mmseg {env["mmseg"]}'
         + (', freed memory kept in the heap (--keep-freed-memory)' if env.get('keep_freed_memory') else '')
     )
+    if env.get('cpu_simd_flags') is not None:
+        native = 'native bf16' if env.get('native_bf16') else 'no native bf16'
+        lines.append(f'CPU flags ({native}): {" ".join(env["cpu_simd_flags"])}')
     ms = lambda t: f'{1e3 * t:9.1f}'  # noqa: E731
     if 'complexity' in results:
         c = results['complexity']
@@ -1212,6 +1268,18 @@ def format_report(results: dict) -> str:
                     f'{"GFLOPs (multiply-adds), " + e["flops"]["size"]:40}{e["flops"]["mmswin"] / 1e9:12.1f}'
                     f'{e["flops"]["peer"] / 1e9:12.1f}'
                 )
+    if 'compile' in results:
+        c = results['compile']
+        lines.append('\ntorch.compile(dynamic=True), inductor, inference batch 1')
+        lines.append(
+            f'compile (first call, {c["size"]}) {c["compile_s"]:.1f} s; first call at {c["second_size"]} '
+            f'{c["second_size_first_call_s"]:.1f} s; {c["unique_graphs"]} graph(s), {c["graph_breaks"]} graph breaks; '
+            f'max |compiled - eager| {c["max_abs_error_vs_eager"]:.2e}'
+        )
+        lines.append(
+            f'eager {ms(c["timing"]["eager"]["median_s"])} ms, compiled {ms(c["timing"]["compiled"]["median_s"])} ms: '
+            f'compiled is {c["speedup_vs_eager"]:.2f}x eager'
+        )
     if 'scaling' in results:
         s = results['scaling']
         lines.append('\nScaling: inference time (s), batch 1, square inputs')
@@ -1232,7 +1300,7 @@ def parse_args(argv=None):
         description='Benchmark SwinBackbone against MMDetection and MMSegmentation',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument('--parts', nargs='+', choices=ALL_PARTS, default=list(ALL_PARTS))
+    parser.add_argument('--parts', nargs='+', choices=ALL_PARTS, default=list(DEFAULT_PARTS))
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument(
         '--dtype',
@@ -1336,6 +1404,7 @@ def main(argv=None) -> dict:
         profile=bench_profile,
         models=bench_models,
         scaling=bench_scaling,
+        compile=bench_compile,
     )
     for part in ALL_PARTS:
         if part in args.parts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
 from mmswin.kernels import BLOCK_IMPLS, check_block_impl, run_block
@@ -113,8 +114,11 @@ class SwinBlock(nn.Module):
         tokens = layout.zero_padding(self.norm1(x))
         if shifted:
             tokens = tokens.index_select(1, layout.to_shifted)
-        mask = layout.attn_mask(shifted, self.attn.relative_position_bias_table.dtype)
-        tokens = self.attn(tokens, mask)
+        # The mask in the dtype attention computes in, cast once per layout, not per block.
+        device = x.device.type
+        autocast = device in ('cpu', 'cuda') and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else self.attn.relative_position_bias_table.dtype
+        tokens = self.attn(tokens, layout.attn_mask(shifted, dtype))
         if shifted:
             tokens = tokens.index_select(1, layout.from_shifted)
         x = x + self.drop_path(tokens)
