@@ -62,17 +62,20 @@ def one_error_line(result):
 
 # --- 4. a payload never runs, whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says ----------------------
 
+# A run that gets past the file (a regression) trains one iteration, not the demo's 800.
+ONE_ITER = ['train_cfg.max_iters=1', 'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False']
 PAYLOAD_RUNS = {
     'test': ['test.py', DEMO, 'evil.pth'],
     'demo': ['demo.py', 'data/coco_shapes/val2017', DEMO, 'evil.pth'],
-    'resume': ['train.py', DEMO, '--resume', 'evil.pth'],
-    'load_from': ['train.py', DEMO, '--cfg-options', 'load_from=evil.pth'],
+    'resume': ['train.py', DEMO, '--resume', 'evil.pth', '--cfg-options', *ONE_ITER],
+    'load_from': ['train.py', DEMO, '--cfg-options', 'load_from=evil.pth', *ONE_ITER],
     'pretrained': [
         'train.py',
         DEMO,
         '--cfg-options',
         'model.backbone.init_cfg.type=Pretrained',
         'model.backbone.init_cfg.checkpoint=evil.pth',
+        *ONE_ITER,
     ],
     'convert': ['convert_checkpoint.py', 'evil.pth', 'converted.pth'],
 }
@@ -98,8 +101,8 @@ def test_a_pickled_os_system_never_runs(trained, tmp_path, path):
 ODD_FILE_RUNS = {
     'test': ['test.py', DEMO, 'x.pth'],
     'demo': ['demo.py', 'data/coco_shapes/val2017', DEMO, 'x.pth'],
-    'resume': ['train.py', DEMO, '--resume', 'x.pth'],
-    'load_from': ['train.py', DEMO, '--cfg-options', 'load_from=x.pth'],
+    'resume': ['train.py', DEMO, '--resume', 'x.pth', '--cfg-options', *ONE_ITER],
+    'load_from': ['train.py', DEMO, '--cfg-options', 'load_from=x.pth', *ONE_ITER],
 }
 
 
@@ -175,6 +178,7 @@ class KillDuringSave(Hook):
 '''
 
 
+@pytest.mark.slow  # about 40 s: two training runs (tests/test_checkpoint_safety.py has the in-process case)
 def test_a_kill_during_a_save_with_max_keep_ckpts_1_leaves_the_previous_checkpoint(trained, tmp_path, monkeypatch):
     """MMEngine deleted iter_2.pth before saving iter_3.pth, so the kill left no checkpoint and
     --resume ended in a FileNotFoundError traceback."""
