@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
@@ -53,7 +54,7 @@ class FailDuringSave(Hook):
             raise OSError(28, 'No space left on device')
 
 
-def toy_runner(work_dir, max_iters=3, max_keep_ckpts=-1, hooks=(), **kwargs):
+def toy_runner(work_dir, max_iters=3, max_keep_ckpts=-1, hooks=(), checkpoint=(), **kwargs):
     torch.manual_seed(0)
     data = [dict(inputs=torch.randn(2)) for _ in range(4)]
     return AtomicCheckpointRunner(
@@ -61,15 +62,17 @@ def toy_runner(work_dir, max_iters=3, max_keep_ckpts=-1, hooks=(), **kwargs):
         work_dir=str(work_dir),
         experiment_name=f'toy{next(_runs)}',
         train_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False), batch_size=2),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=max_keep_ckpts)
+            checkpoint=dict(
+                dict(type='CheckpointHook', interval=1, by_epoch=False, max_keep_ckpts=max_keep_ckpts),
+                **dict(checkpoint),
+            )
         ),
         custom_hooks=[dict(type=PlainCheckpointHook), *hooks],
         default_scope='mmengine',
         log_level='WARNING',
-        **kwargs,
+        **{'train_cfg': dict(by_epoch=False, max_iters=max_iters), **kwargs},
     )
 
 
@@ -122,6 +125,34 @@ def test_a_failed_save_keeps_the_checkpoint_it_would_replace(tmp_path):
     resumed.train()
     assert resumed.iter == 4
     assert _checkpoint_files(tmp_path) == ['iter_4.pth', 'iter_4.pth.sha256']
+
+
+class RisingScore(BaseMetric):
+    """A score that improves at every validation, so each one saves a new best checkpoint."""
+
+    def process(self, data_batch, data_samples):
+        self.results.append(0)
+
+    def compute_metrics(self, results):
+        self.calls = getattr(self, 'calls', 0) + 1
+        return {'score': float(self.calls)}
+
+
+def test_a_failed_save_of_a_new_best_keeps_the_previous_best(tmp_path):
+    """MMEngine removes the previous best before saving the new one."""
+    data = [dict(inputs=torch.randn(2)) for _ in range(2)]
+    runner = toy_runner(
+        tmp_path,
+        hooks=[FailDuringSave(3)],  # the best after iteration 2
+        checkpoint=dict(interval=100, save_best='score', rule='greater'),
+        val_dataloader=dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False), batch_size=2),
+        val_cfg=dict(),
+        val_evaluator=dict(type=RisingScore),
+        train_cfg=dict(by_epoch=False, max_iters=3, val_interval=1),
+    )
+    with pytest.raises(OSError, match='No space left'):
+        runner.train()
+    assert _checkpoint_files(tmp_path) == ['best_score_iter_1.pth', 'best_score_iter_1.pth.sha256']
 
 
 def test_resume_without_a_usable_checkpoint_starts_fresh_with_a_warning(tmp_path, capfd):
