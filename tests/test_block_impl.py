@@ -23,6 +23,8 @@ CPU_FP32_INFERENCE = BlockQuery(
     dtype=torch.float32,
     param_dtype=torch.float32,
     autocast=False,
+    autocast_dtype=None,
+    native_bf16=False,
     needs_grad=False,
     dropout=False,
     drop_path=False,
@@ -40,15 +42,25 @@ def query(**changes) -> BlockQuery:
 @pytest.mark.parametrize('drop_path', [False, True])
 def test_cuda_always_gets_the_whole_tensor_block(dtype, autocast, needs_grad, drop_path):
     """Validation, tools/test.py, frozen stages (no grad) and training, in every dtype."""
-    cuda = query(device_type='cuda', dtype=dtype, param_dtype=dtype, autocast=autocast)
+    cuda = query(
+        device_type='cuda',
+        dtype=dtype,
+        param_dtype=dtype,
+        autocast=autocast,
+        autocast_dtype=dtype if autocast else None,
+        native_bf16=True,
+    )
     assert choose_block_impl(dataclasses.replace(cuda, needs_grad=needs_grad, drop_path=drop_path)) == REFERENCE
 
 
 @pytest.mark.parametrize(
     'changes',
     [
-        dict(autocast=True),
+        dict(autocast=True, autocast_dtype=torch.bfloat16, native_bf16=False),
+        dict(autocast=True, autocast_dtype=torch.float16, native_bf16=True),
+        dict(autocast=True, autocast_dtype=torch.bfloat16, native_bf16=True, needs_grad=True),
         dict(dtype=torch.bfloat16, param_dtype=torch.bfloat16),
+        dict(dtype=torch.bfloat16),
         dict(dtype=torch.float64, param_dtype=torch.float64),
         dict(transforming=True),
         dict(dropout=True, needs_grad=True),
@@ -63,6 +75,10 @@ def test_cpu_kernels_only_for_plain_eager_fp32(changes):
 
 def test_cpu_fp32_picks_inference_or_training_kernel():
     assert choose_block_impl(query()) == CPU_CHUNKED_INFERENCE
+    # bf16 autocast inference, on a CPU with bf16 instructions only (measured faster there).
+    bf16 = query(autocast=True, autocast_dtype=torch.bfloat16, native_bf16=True)
+    assert choose_block_impl(bf16) == CPU_CHUNKED_INFERENCE
+    assert choose_block_impl(dataclasses.replace(bf16, dtype=torch.bfloat16)) == CPU_CHUNKED_INFERENCE
     assert choose_block_impl(query(needs_grad=True)) == CPU_CHUNKED_TRAINING
     assert choose_block_impl(query(needs_grad=True, drop_path=True)) == CPU_CHUNKED_TRAINING
     assert choose_block_impl(query(requested='cpu_chunked')) == CPU_CHUNKED_INFERENCE
@@ -72,8 +88,9 @@ def test_cpu_fp32_picks_inference_or_training_kernel():
     'changes, words',
     [
         (dict(device_type='cuda'), "'cuda'"),
-        (dict(dtype=torch.bfloat16), 'fp32 only'),
-        (dict(autocast=True), 'autocast'),
+        (dict(dtype=torch.bfloat16), 'fp32'),
+        (dict(autocast=True, autocast_dtype=torch.bfloat16, native_bf16=False), 'native bf16'),
+        (dict(autocast=True, autocast_dtype=torch.bfloat16, native_bf16=True, needs_grad=True), 'inference only'),
         (dict(transforming=True), 'traced, compiled or exported'),
         (dict(dropout=True), 'dropout'),
     ],
@@ -151,7 +168,33 @@ def test_every_choice_matches_the_reference_backbone(block_impl):
         assert (a.grad - b.grad).abs().max() <= 1e-4 * b.grad.abs().max() + 1e-6, name
 
 
-def test_forced_cpu_chunked_under_autocast_is_an_error():
-    model = SwinBackbone(arch=MINI_ARCH, block_impl='cpu_chunked').eval()
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16), pytest.raises(ValueError, match='autocast'):
+def test_forced_cpu_chunked_under_autocast_training_is_an_error():
+    model = SwinBackbone(arch=MINI_ARCH, block_impl='cpu_chunked').train()
+    with torch.autocast('cpu', dtype=torch.bfloat16), pytest.raises(ValueError, match='inference only'):
         model(torch.randn(1, 3, 32, 32))
+
+
+def test_cpu_flags_are_read_once_and_bf16_needs_its_flags(monkeypatch):
+    from mmswin import kernels
+
+    monkeypatch.setattr(kernels, 'cpu_flags', lambda: frozenset({'avx2', 'avx512f'}))
+    assert not kernels.cpu_has_native_bf16()
+    monkeypatch.setattr(kernels, 'cpu_flags', lambda: frozenset({'avx512f', 'avx512_bf16'}))
+    assert kernels.cpu_has_native_bf16()
+
+
+@pytest.mark.parametrize('block_impl', ['auto', 'reference'])
+def test_bf16_autocast_inference_is_finite_and_as_close_as_the_reference(block_impl):
+    """Whichever path bf16 autocast takes, its error against fp32 stays that of the
+    whole-tensor block (the chunked kernel serves it on CPUs with native bf16)."""
+    model = perturb_(SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0, block_impl=block_impl)).eval()
+    reference = SwinBackbone(arch=MINI_ARCH, drop_path_rate=0.0, block_impl='reference').eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 61, 83)
+    with torch.no_grad():
+        exact = reference(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low, low_reference = model(x), reference(x)
+    for e, a, r in zip(exact, low, low_reference):
+        assert torch.isfinite(a).all()
+        assert (a.float() - e).abs().mean() <= 1.5 * (r.float() - e).abs().mean() + 1e-6

@@ -32,7 +32,7 @@ def one_error_line(result) -> str:
         ('model.backbone.drop_path_rate=2', 'drop_path_rate must be in [0, 1), got 2'),
         ('model.backbone.frozen_stages=10', 'frozen_stages must be an int in [-1, 4] (number of stages), got 10'),
         ('model.backbone.patch_size=0', 'patch_size must be an int >= 1, got 0'),
-        ('model.backbone.attn_impl=flash', "attn_impl must be one of ('sdpa', 'eager'), got 'flash'"),
+        ('model.backbone.attn_impl=flash', "attn_impl must be one of ('auto', 'sdpa', 'eager'), got 'flash'"),
     ],
 )
 def test_a_refused_backbone_argument_is_one_line_with_the_config_before_any_build(tmp_path, option, message):

@@ -8,7 +8,9 @@ traced, compiled or exported. On a CPU in fp32 two kernels of :mod:`.cpu_chunked
 compute the same block chunk by chunk of windows:
 
 * ``'cpu_chunked_inference'``: no autograd graph is needed and no dropout or stochastic
-  depth is active; the block's output is written into its input.
+  depth is active; the block's output is written into its input. It also serves bf16
+  autocast on CPUs with native bf16 (``amx_bf16`` or ``avx512_bf16``), where it was
+  measured faster than the whole-tensor block (docs/benchmark.md).
 * ``'cpu_chunked_training'``: one autograd node per block (stochastic depth allowed,
   dropout not).
 
@@ -19,6 +21,7 @@ outside this package imports :mod:`.cpu_chunked` or :mod:`.cpu_layout`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from mmswin.models.layers.window_attention import WindowLayout
 
 BLOCK_IMPLS = ('auto', 'reference', 'cpu_chunked')
+ATTN_IMPLS = ('auto', 'sdpa', 'eager')
 REFERENCE = 'reference'
 CPU_CHUNKED_INFERENCE = 'cpu_chunked_inference'
 CPU_CHUNKED_TRAINING = 'cpu_chunked_training'
@@ -39,6 +43,29 @@ def check_block_impl(block_impl: str) -> None:
     """Raise a ValueError naming the choices unless ``block_impl`` is one of them."""
     if block_impl not in BLOCK_IMPLS:
         raise ValueError(f'block_impl must be one of {BLOCK_IMPLS}, got {block_impl!r}')
+
+
+def check_attn_impl(attn_impl: str) -> None:
+    """Raise a ValueError naming the choices unless ``attn_impl`` is one of them."""
+    if attn_impl not in ATTN_IMPLS:
+        raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+
+
+def choose_attention_impl(requested: str, device_type: str, needs_grad: bool, transforming: bool) -> str:
+    """How the whole-tensor block computes window attention: ``'sdpa'``
+    (``scaled_dot_product_attention``) or ``'eager'`` (explicit products and softmax).
+
+    ``'auto'`` takes SDPA, except in eager CPU code whose attention needs a gradient:
+    there SDPA's CPU kernels cannot give the bias a gradient and fall back to an unfused
+    formulation slower than the explicit one (bf16 training step, Swin-T, 2x512x512:
+    docs/benchmark.md).
+    """
+    check_attn_impl(requested)
+    if requested != 'auto':
+        return requested
+    if device_type == 'cpu' and needs_grad and not transforming:
+        return 'eager'
+    return 'sdpa'
 
 
 def is_transforming(x: Optional[Tensor] = None) -> bool:
@@ -58,7 +85,9 @@ class BlockQuery:
     """What the choice of a block's implementation depends on.
 
     ``dtype``/``param_dtype``: of the tokens and of the block's weights; ``autocast``:
-    autocast is on for ``device_type``; ``needs_grad``: autograd will record the block;
+    autocast is on for ``device_type``, computing in ``autocast_dtype``; ``native_bf16``:
+    the CPU has bf16 instructions (:func:`cpu_has_native_bf16`); ``needs_grad``: autograd
+    will record the block;
     ``dropout``: a dropout layer is active (training mode, rate > 0); ``drop_path``:
     stochastic depth is active; ``transforming``: see :func:`is_transforming`.
     """
@@ -68,6 +97,8 @@ class BlockQuery:
     dtype: torch.dtype
     param_dtype: torch.dtype
     autocast: bool
+    autocast_dtype: Optional[torch.dtype]
+    native_bf16: bool
     needs_grad: bool
     dropout: bool
     drop_path: bool
@@ -76,16 +107,20 @@ class BlockQuery:
     @classmethod
     def of(cls, block: SwinBlock, x: Tensor) -> BlockQuery:
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in block.parameters()))
+        autocast = _autocast_enabled(x.device.type)
+        transforming = is_transforming(x)
         return cls(
             requested=block.block_impl,
             device_type=x.device.type,
             dtype=x.dtype,
             param_dtype=block.norm1.weight.dtype,
-            autocast=_autocast_enabled(x.device.type),
+            autocast=autocast,
+            autocast_dtype=torch.get_autocast_dtype(x.device.type) if autocast else None,
+            native_bf16=not transforming and x.device.type == 'cpu' and cpu_has_native_bf16(),
             needs_grad=needs_grad,
             dropout=block.dropout_active(),
             drop_path=block.training and block.drop_path.drop_prob > 0,
-            transforming=is_transforming(x),
+            transforming=transforming,
         )
 
 
@@ -123,15 +158,45 @@ def choose_block_impl(query: BlockQuery) -> str:
 def _why_cpu_kernels_cannot_run(query: BlockQuery) -> Optional[str]:
     if query.device_type != 'cpu':
         return f'the tokens are on {query.device_type!r}, and the chunked kernels are CPU-only'
-    if query.autocast:
-        return 'autocast is on; the chunked kernels are fp32 only'
-    if query.dtype != torch.float32 or query.param_dtype != torch.float32:
-        return f'tokens are {query.dtype} and weights {query.param_dtype}; the chunked kernels are fp32 only'
     if query.transforming:
         return 'the model is being traced, compiled or exported'
     if query.dropout:
         return 'dropout is active (training mode with drop_rate or attn_drop_rate > 0)'
+    if query.param_dtype != torch.float32:
+        return f'the weights are {query.param_dtype}; the chunked kernels take fp32 weights'
+    if query.autocast:
+        if query.autocast_dtype != torch.bfloat16 or not query.native_bf16:
+            return (
+                f'autocast to {query.autocast_dtype} is on; the chunked kernels serve only bf16 autocast, '
+                'on CPUs with native bf16 (amx_bf16 or avx512_bf16)'
+            )
+        if query.needs_grad or query.drop_path:
+            return 'autocast is on in training; under autocast the chunked kernels serve inference only'
+        if query.dtype not in (torch.float32, torch.bfloat16):
+            return f'the tokens are {query.dtype}; under bf16 autocast the chunked kernels take fp32 or bf16'
+        return None
+    if query.dtype != torch.float32:
+        return f'the tokens are {query.dtype}; the chunked kernels are fp32 (or bf16 autocast) only'
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset:
+    """The instruction-set flags of this machine's CPU (Linux ``/proc/cpuinfo``; empty
+    elsewhere, so nothing is assumed)."""
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(('flags', 'Features')):
+                    return frozenset(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 products natively (AMX or AVX-512 BF16)."""
+    return bool({'amx_bf16', 'avx512_bf16'} & cpu_flags())
 
 
 def run_block(

@@ -1,7 +1,8 @@
 """A Swin block computed a chunk of windows at a time, on a CPU in fp32: inference and training.
 
 Chosen by :func:`mmswin.kernels.choose_block_impl` only; everything here assumes plain
-eager fp32 CPU tensors outside autocast.
+eager fp32 CPU tensors, and :func:`block_forward_in_place` also serves inference under
+bf16 autocast on CPUs with native bf16.
 
 Tokens of a Swin block interact only inside a window, and everything else in the block
 (layer norms, linear layers, GELU, residual adds) works token by token, so the whole
@@ -151,13 +152,18 @@ def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) ->
     """``[W * N, 3C]`` qkv of whole windows -> ``[W * N, C]`` attention output (before the
     output projection), with ``bias`` ``[W or 1, heads, N, N]`` added to the scores.
 
-    One batched product per head on strided views of qkv, bias, scale and product in one
-    ``baddbmm``, and one in-place softmax over all heads.
+    In fp32, one batched product per head on strided views of qkv, bias, scale and
+    product in one ``baddbmm``, and one in-place softmax over all heads; under autocast
+    SDPA, which computes in the autocast dtype.
     """
     rows, channels = qkv.shape[0], qkv.shape[1] // 3
     N = bias.shape[-1]
     windows, head_dims = rows // N, channels // num_heads
     per_head = qkv.view(windows, N, 3, num_heads, head_dims)
+    if torch.is_autocast_enabled('cpu'):
+        q, k, v = per_head.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)  # [W, heads, N, d]
+        return out.transpose(1, 2).reshape(rows, channels)
     scores = qkv.new_empty(num_heads, windows, N, N)
     bias = bias.transpose(0, 1)  # [heads, W or 1, N, N]
     for head in range(num_heads):
@@ -207,10 +213,13 @@ def _linear_into(out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor])
 
 
 def _add_linear_(tokens: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """``tokens += x @ weight.T + bias`` in place, the residual add fused into the product."""
-    if bias is not None:
-        tokens.add_(bias)
-    return tokens.addmm_(x, weight.t())
+    """``tokens += x @ weight.T + bias`` in place: the residual add is fused into the
+    product (``addmm_``) unless autocast has made the dtypes differ."""
+    if tokens.dtype == x.dtype == weight.dtype and not torch.is_autocast_enabled('cpu'):
+        if bias is not None:
+            tokens.add_(bias)
+        return tokens.addmm_(x, weight.t())
+    return tokens.add_(F.linear(x, weight, bias))
 
 
 def _chunk_tokens(image: Tensor, chunk: WindowChunk) -> Tensor:
@@ -268,20 +277,27 @@ def block_forward_in_place(
     chunks = layout.window_chunks(spec.shifted, max(1, chunk_tokens // N))
     biases = attention_biases(params, spec, layout, chunks)
     scratch = scratch if scratch is not None else ScratchBuffers()
+    # Under autocast the products return another dtype than x: no preallocated outputs.
+    into_scratch = x.dtype == params.qkv_weight.dtype and not torch.is_autocast_enabled('cpu')
     for image in x:  # [L, C]
         for chunk, bias in zip(chunks, biases):
             tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded
             num_rows, num_real = chunk.rows.stop - chunk.rows.start, tokens.shape[0]
             normed = F.layer_norm(tokens, (channels,), params.norm1_weight, params.norm1_bias, spec.norm1_eps)
             normed = padded_normed(normed, chunk, num_rows)
-            qkv = _linear_into(
-                scratch.take('qkv', num_rows, 3 * channels, x), normed, params.qkv_weight, params.qkv_bias
-            )
+            if into_scratch:
+                qkv = scratch.take('qkv', num_rows, 3 * channels, x)
+                _linear_into(qkv, normed, params.qkv_weight, params.qkv_bias)
+            else:
+                qkv = F.linear(normed, params.qkv_weight, params.qkv_bias)
             attended = window_attention(qkv, bias, spec.num_heads, spec.scale)
             _add_linear_(tokens, _real_rows(attended, chunk), params.proj_weight, params.proj_bias)
             normed = F.layer_norm(tokens, (channels,), params.norm2_weight, params.norm2_bias, spec.norm2_eps)
-            hidden = scratch.take('hidden', num_real, hidden_dims, x)
-            torch.ops.aten.gelu_(_linear_into(hidden, normed, params.fc1_weight, params.fc1_bias))
+            if into_scratch:
+                hidden = scratch.take('hidden', num_real, hidden_dims, x)
+                torch.ops.aten.gelu_(_linear_into(hidden, normed, params.fc1_weight, params.fc1_bias))
+            else:
+                hidden = F.gelu(F.linear(normed, params.fc1_weight, params.fc1_bias))
             _add_linear_(tokens, hidden, params.fc2_weight, params.fc2_bias)
             if chunk.scatter is not None:
                 image.index_copy_(0, chunk.scatter, tokens)

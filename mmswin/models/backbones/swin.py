@@ -15,7 +15,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmswin.checkpoint import register_checkpoint_hooks
-from mmswin.kernels import check_block_impl, to_channels_first
+from mmswin.kernels import check_attn_impl, check_block_impl, to_channels_first
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.swin_block import SwinBlock
 from mmswin.models.layers.window_attention import WindowMSA, layout_for
@@ -28,7 +28,6 @@ ARCH_ZOO = {
     'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
 }
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
-ATTN_IMPLS = ('sdpa', 'eager')
 
 
 class SwinStage(nn.Module):
@@ -112,8 +111,9 @@ class SwinBackbone(BaseModule):
         mask_padding: mask zero-padded tokens out as keys so real tokens never attend to
             padding. Off by default for parity with the official numerics. Default False.
         attn_impl: how the whole-tensor block computes attention: ``'sdpa'``
-            (``scaled_dot_product_attention``) or ``'eager'`` (explicit softmax).
-            Default ``'sdpa'``.
+            (``scaled_dot_product_attention``), ``'eager'`` (explicit softmax) or ``'auto'``
+            (SDPA, except for CPU training: :func:`mmswin.kernels.choose_attention_impl`).
+            Default ``'auto'``.
         block_impl: how the blocks run (:func:`mmswin.kernels.choose_block_impl`):
             ``'auto'`` (the CPU fp32 kernels where they serve, else the whole-tensor
             block), ``'reference'`` (always the whole-tensor block) or ``'cpu_chunked'``
@@ -140,7 +140,7 @@ class SwinBackbone(BaseModule):
         frozen_stages: int = -1,
         with_cp: bool = False,
         mask_padding: bool = False,
-        attn_impl: str = 'sdpa',
+        attn_impl: str = 'auto',
         block_impl: str = 'auto',
         init_cfg: Optional[Union[dict, list]] = None,
     ):
@@ -149,8 +149,7 @@ class SwinBackbone(BaseModule):
         _check_int('window_size', window_size, minimum=1)
         _check_int('patch_size', patch_size, minimum=1)
         _check_int('in_channels', in_channels, minimum=1)
-        if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
+        check_attn_impl(attn_impl)
         check_block_impl(block_impl)
         if not mlp_ratio > 0:
             raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')

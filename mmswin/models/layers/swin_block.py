@@ -59,8 +59,8 @@ class SwinBlock(nn.Module):
     :mod:`mmswin.models.layers.window_attention`); a shifted block gathers its input into
     the shifted window order and its output back. ``block_impl`` is one of
     :data:`~mmswin.kernels.BLOCK_IMPLS` (see :func:`~mmswin.kernels.choose_block_impl`);
-    ``attn_impl`` (``'sdpa'`` or ``'eager'``) only says how the reference computes the
-    attention op.
+    ``attn_impl`` (``'auto'``, ``'sdpa'`` or ``'eager'``) only says how the reference
+    computes the attention op (:func:`~mmswin.kernels.choose_attention_impl`).
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class SwinBlock(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        attn_impl: str = 'sdpa',
+        attn_impl: str = 'auto',
         block_impl: str = 'auto',
     ):
         super().__init__()

@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmswin.kernels import cpu_relayout, is_transforming, uses_cpu_layout_kernels
+from mmswin.kernels import (
+    check_attn_impl,
+    choose_attention_impl,
+    cpu_relayout,
+    is_transforming,
+    uses_cpu_layout_kernels,
+)
 
 # Additive mask value for forbidden query/key pairs. Large enough that the pair's
 # softmax weight is zero in fp32/bf16/fp16, small enough that bias + two masks stay
@@ -455,8 +461,8 @@ class WindowMSA(nn.Module):
         qk_scale: scale of ``q @ k^T``; ``None`` means ``head_dim ** -0.5``.
         attn_drop_rate: dropout on the attention weights (training only).
         proj_drop_rate: dropout after the output projection.
-        attn_impl: ``'sdpa'`` (fused ``scaled_dot_product_attention``) or ``'eager'``
-            (explicit matmul + softmax, the reference formulation).
+        attn_impl: ``'sdpa'`` (``scaled_dot_product_attention``), ``'eager'`` (explicit
+            products and softmax) or ``'auto'`` (:func:`mmswin.kernels.choose_attention_impl`).
     """
 
     def __init__(
@@ -468,7 +474,7 @@ class WindowMSA(nn.Module):
         qk_scale: Optional[float] = None,
         attn_drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
-        attn_impl: str = 'sdpa',
+        attn_impl: str = 'auto',
     ) -> None:
         super().__init__()
         self.embed_dims = embed_dims
@@ -477,6 +483,7 @@ class WindowMSA(nn.Module):
         self.window_size = window_size
         self.scale = qk_scale if qk_scale is not None else self.head_dims**-0.5
         self.attn_drop_rate = attn_drop_rate
+        check_attn_impl(attn_impl)
         self.attn_impl = attn_impl
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
@@ -524,10 +531,12 @@ class WindowMSA(nn.Module):
                 attn_bias = attn_bias.expand(B, -1, -1, -1, -1).reshape(windows, heads, N, N)
         dropout_p = self.attn_drop_rate if self.training else 0.0
 
-        if self.attn_impl == 'sdpa':
+        needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
+        impl = choose_attention_impl(self.attn_impl, q.device.type, needs_grad, is_transforming(q))
+        if impl == 'sdpa':
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=self.scale)
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
+            attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).add_(attn_bias)
             attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
             out = attn @ v
         out = out.transpose(1, 2).reshape(B, L, C)
