@@ -3,9 +3,9 @@
 Every block has one definition, the whole-tensor formulation
 (:meth:`mmswin.models.layers.swin_block.SwinBlock.forward_reference`: all windows of the
 batch at once, attention through ``scaled_dot_product_attention``). It is what runs on
-every non-CPU device, under autocast, in any dtype but fp32, and whenever the code is
-traced, compiled or exported. On a CPU in fp32 two kernels of :mod:`.cpu_chunked`
-compute the same block chunk by chunk of windows:
+every non-CPU device, under autocast (but for bf16 inference on a CPU with native bf16),
+in any dtype but fp32, and whenever the code is traced, compiled or exported. On a CPU
+two kernels of :mod:`.cpu_chunked` compute the same block chunk by chunk of windows:
 
 * ``'cpu_chunked_inference'``: no autograd graph is needed and no dropout or stochastic
   depth is active; the block's output is written into its input. It also serves bf16
@@ -87,9 +87,9 @@ class BlockQuery:
     ``dtype``/``param_dtype``: of the tokens and of the block's weights; ``autocast``:
     autocast is on for ``device_type``, computing in ``autocast_dtype``; ``native_bf16``:
     the CPU has bf16 instructions (:func:`cpu_has_native_bf16`); ``needs_grad``: autograd
-    will record the block;
-    ``dropout``: a dropout layer is active (training mode, rate > 0); ``drop_path``:
-    stochastic depth is active; ``transforming``: see :func:`is_transforming`.
+    will record the block; ``dropout``: a dropout layer is active (training mode, rate >
+    0); ``drop_path``: stochastic depth is active; ``transforming``: see
+    :func:`is_transforming`.
     """
 
     requested: str
@@ -107,15 +107,15 @@ class BlockQuery:
     @classmethod
     def of(cls, block: SwinBlock, x: Tensor) -> BlockQuery:
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in block.parameters()))
-        autocast = _autocast_enabled(x.device.type)
+        low_precision = autocast_dtype(x.device.type)
         transforming = is_transforming(x)
         return cls(
             requested=block.block_impl,
             device_type=x.device.type,
             dtype=x.dtype,
             param_dtype=block.norm1.weight.dtype,
-            autocast=autocast,
-            autocast_dtype=torch.get_autocast_dtype(x.device.type) if autocast else None,
+            autocast=low_precision is not None,
+            autocast_dtype=low_precision,
             native_bf16=not transforming and x.device.type == 'cpu' and cpu_has_native_bf16(),
             needs_grad=needs_grad,
             dropout=block.dropout_active(),
@@ -124,18 +124,22 @@ class BlockQuery:
         )
 
 
-def _autocast_enabled(device_type: str) -> bool:
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast computes in on ``device_type``, None where it is off (or where
+    autocast does not know the device, such as ``'meta'``)."""
     try:
-        return torch.is_autocast_enabled(device_type)
-    except RuntimeError:  # a device autocast does not know, such as 'meta'
-        return False
+        enabled = torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return None
+    return torch.get_autocast_dtype(device_type) if enabled else None
 
 
 def choose_block_impl(query: BlockQuery) -> str:
     """:data:`REFERENCE`, :data:`CPU_CHUNKED_INFERENCE` or :data:`CPU_CHUNKED_TRAINING`.
 
-    ``'auto'`` takes a CPU kernel only where it was built and measured (plain eager fp32
-    on a CPU, no dropout) and the whole-tensor reference everywhere else.
+    ``'auto'`` takes a CPU kernel only where it was built and measured (plain eager code
+    on a CPU, no dropout, fp32, or bf16 autocast inference on a CPU with native bf16)
+    and the whole-tensor reference everywhere else.
     ``'reference'`` always takes the reference. ``'cpu_chunked'`` takes a CPU kernel
     or raises a ValueError saying why it cannot, never falling back silently.
     """

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
-from mmswin.kernels import BLOCK_IMPLS, check_block_impl, run_block
+from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block
 
 from .window_attention import WindowLayout, WindowMSA
 
@@ -109,15 +108,12 @@ class SwinBlock(nn.Module):
     def forward_reference(self, x: Tensor, layout: WindowLayout) -> Tensor:
         """The block on all windows of the batch at once: the definition every other
         implementation is tested against."""
-        B, L, C = x.shape
         shifted = self.shifted and layout.shift_size > 0
         tokens = layout.zero_padding(self.norm1(x))
         if shifted:
             tokens = tokens.index_select(1, layout.to_shifted)
         # The mask in the dtype attention computes in, cast once per layout, not per block.
-        device = x.device.type
-        autocast = device in ('cpu', 'cuda') and torch.is_autocast_enabled(device)
-        dtype = torch.get_autocast_dtype(device) if autocast else self.attn.relative_position_bias_table.dtype
+        dtype = autocast_dtype(x.device.type) or self.attn.relative_position_bias_table.dtype
         tokens = self.attn(tokens, layout.attn_mask(shifted, dtype))
         if shifted:
             tokens = tokens.index_select(1, layout.from_shifted)
