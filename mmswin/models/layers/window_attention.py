@@ -75,21 +75,29 @@ def relative_position_index(window_size: int) -> Tensor:
     return offset[0] * (2 * window_size - 1) + offset[1]
 
 
-def shift_region_labels(padded_height: int, padded_width: int, window_size: int, shift_size: int) -> Tensor:
+def shift_region_labels(
+    padded_height: int, padded_width: int, window_size: int, shift_size: int, device: torch.device | str = 'cpu'
+) -> Tensor:
     """Label each position of the rolled, padded grid with the image region it came from.
 
     After ``roll(-shift)`` the last window row and column hold tokens from up to three
     regions each (bottom of the image, wrapped-around top, padding stays with bottom);
     tokens may only attend to tokens with the same label. Returns ``[Hp, Wp]`` long.
+    Tensor ops alone, so the sizes may be symbolic (traced layouts).
     """
 
-    def band_labels(size: int) -> Tensor:
-        labels = torch.zeros(size, dtype=torch.long)
-        labels[size - window_size : size - shift_size] = 1
-        labels[size - shift_size :] = 2
-        return labels
+    def band_labels(size: int) -> Tensor:  # 0 before the last window, 1 in it before the shift, 2 after
+        index = torch.arange(size, device=device)
+        return (index >= size - window_size).long() + (index >= size - shift_size).long()
 
     return band_labels(padded_height)[:, None] * 3 + band_labels(padded_width)[None, :]
+
+
+def padding_mask(valid: Tensor) -> Tensor:
+    """``[nW, N]`` bool (True for real tokens) -> ``[nW, N, N]`` bool, True where a real
+    query would see a padded key. Padded queries (whose output is thrown away) keep every
+    key, so no row is ever fully masked."""
+    return valid[:, :, None] & ~valid[:, None, :]
 
 
 @dataclass
@@ -270,12 +278,6 @@ def _build_window_layout(
     valid_grid[:height, :width] = True
     needs_padding = padded_height != height or padded_width != width
     valid_regular = in_windows(valid_grid)  # [nW, N]
-
-    def padding_mask(valid: Tensor) -> Tensor:
-        # Real queries must not see padded keys; padded queries (whose output is thrown
-        # away) keep every key, so no row is ever fully masked.
-        return valid[:, :, None] & ~valid[:, None, :]
-
     regular_forbidden = padding_mask(valid_regular) if (mask_padding and needs_padding) else None
 
     to_shifted = from_shifted = shifted_forbidden = shifted_window_order = None
@@ -353,10 +355,11 @@ def build_traceable_layout(
     def additive(forbidden: Tensor) -> Tensor:
         return torch.where(forbidden, MASK_VALUE, 0.0).float()
 
-    def padding_mask(valid: Tensor) -> Tensor:  # as in _build_window_layout
-        return valid[:, :, None] & ~valid[:, None, :]
-
     window_columns = padded_width // M
+
+    def window_order_index(row: Tensor, col: Tensor) -> Tensor:  # padded-grid position -> window-order index
+        return ((row // M) * window_columns + col // M) * N + (row % M) * M + col % M
+
     # Window order by arithmetic, not by views: a view's validity for symbolic sizes
     # depends on whether the grid is one window wide, and so would the graph.
     order = torch.arange(padded_height * padded_width, device=device)
@@ -367,24 +370,17 @@ def build_traceable_layout(
     def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
         return grid.reshape(-1)[window_to_grid].view(-1, N)
 
-    real_rows = torch.arange(height, device=device)[:, None]
-    real_cols = torch.arange(width, device=device)[None, :]
-    grid_to_window = ((real_rows // M) * window_columns + real_cols // M) * N + (real_rows % M) * M + real_cols % M
+    grid_to_window = window_order_index(
+        torch.arange(height, device=device)[:, None], torch.arange(width, device=device)[None, :]
+    )
     valid_regular = in_windows((rows[:, None] < height) & (cols[None, :] < width))
     to_shifted = from_shifted = shifted_mask = None
     if s > 0:
         # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
-        rolled_rows = ((rows + s) % padded_height)[:, None]
-        rolled_cols = ((cols + s) % padded_width)[None, :]
-        regular_index = ((rolled_rows // M) * window_columns + rolled_cols // M) * N
-        regular_index = regular_index + (rolled_rows % M) * M + rolled_cols % M
-        to_shifted = in_windows(regular_index).reshape(-1)
+        rolled = window_order_index(((rows + s) % padded_height)[:, None], ((cols + s) % padded_width)[None, :])
+        to_shifted = in_windows(rolled).reshape(-1)
         from_shifted = torch.argsort(to_shifted)
-
-        def band_labels(index: Tensor, size) -> Tensor:  # as shift_region_labels
-            return (index >= size - M).long() + (index >= size - s).long()
-
-        labels = in_windows(band_labels(rows, padded_height)[:, None] * 3 + band_labels(cols, padded_width)[None, :])
+        labels = in_windows(shift_region_labels(padded_height, padded_width, M, s, device))
         forbidden = labels[:, :, None] != labels[:, None, :]
         if mask_padding:
             forbidden = forbidden | padding_mask(valid_regular.reshape(-1)[to_shifted].view(-1, N))
