@@ -13,7 +13,7 @@ from mmswin.kernels import (
     choose_block_impl,
 )
 from mmswin.models import SwinBackbone
-from mmswin.models.layers import SwinBlock, get_window_layout
+from mmswin.models.layers import SwinBlock, build_window_layout
 
 from .helpers import MINI_ARCH, perturb_
 
@@ -133,7 +133,7 @@ def test_block_takes_the_same_path_inside_and_outside_a_stage(monkeypatch):
     original = kernels.choose_block_impl
     monkeypatch.setattr(kernels, 'choose_block_impl', lambda q: taken.append(original(q)) or taken[-1])
     block = perturb_(SwinBlock(16, 2, 7, shifted=True)).eval()
-    layout = get_window_layout(9, 12, 7, 3)
+    layout = build_window_layout(9, 12, 7, 3)
     x = layout.to_windows(torch.randn(2, 9, 12, 16))
     before = x.clone()
     with torch.no_grad():

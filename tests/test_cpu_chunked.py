@@ -8,7 +8,7 @@ import torch
 from mmswin.kernels import cpu_chunked
 from mmswin.kernels.cpu_chunked import block_params, block_spec
 from mmswin.models.layers import SwinBlock
-from mmswin.models.layers.window_attention import get_window_layout
+from mmswin.models.layers.window_layout import build_window_layout
 
 # (height, width, mask_padding): fits the windows / padded / padded with padding masks / one window
 GRIDS = [(14, 21, False), (19, 25, False), (19, 25, True), (3, 5, False)]
@@ -34,7 +34,7 @@ def real_tokens(layout, tokens):
 def test_in_place_inference_matches_reference(grid, shifted, chunk_tokens):
     height, width, mask_padding = grid
     block = make_block(shifted).eval()
-    layout = get_window_layout(height, width, 7, 3, mask_padding)
+    layout = build_window_layout(height, width, 7, 3, mask_padding)
     x = layout.to_windows(torch.randn(2, height, width, 32))
     with torch.no_grad():
         expected = block.forward_reference(x, layout)
@@ -50,7 +50,7 @@ def test_in_place_inference_matches_reference(grid, shifted, chunk_tokens):
 def test_block_function_matches_reference_outputs_and_gradients(grid, shifted, chunk_tokens):
     height, width, mask_padding = grid
     block = make_block(shifted, qkv_bias=not mask_padding)
-    layout = get_window_layout(height, width, 7, 3, mask_padding)
+    layout = build_window_layout(height, width, 7, 3, mask_padding)
     x = layout.to_windows(torch.randn(2, height, width, 32)).requires_grad_()
     inputs = [x, *block.parameters()]
     expected = block.forward_reference(x, layout)
@@ -80,7 +80,7 @@ def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp
     """Dropped branches are skipped, not multiplied by zero: outputs and gradients must
     still equal the reference's (padded grids included)."""
     block = make_block(True, drop_path_rate=0.5)
-    layout = get_window_layout(*size, 7, 3)
+    layout = build_window_layout(*size, 7, 3)
     x = layout.to_windows(torch.randn(2, *size, 32)).requires_grad_()
     scales = [torch.tensor(attn_scale), torch.tensor(mlp_scale)]
     actual = cpu_chunked.SwinBlockFunction.apply(

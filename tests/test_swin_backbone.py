@@ -7,7 +7,7 @@ import torch
 
 from mmswin.kernels import cpu_chunked
 from mmswin.models import SwinBackbone
-from mmswin.models.layers import window_attention
+from mmswin.models.layers import window_layout
 
 from .helpers import MINI_ARCH, perturb_
 
@@ -140,7 +140,7 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
         # Fill padded tokens with large noise instead of zeros after norm1 (on the reference
         # and on the chunked path): masked keys must not matter.
         monkeypatch.setattr(
-            window_attention.WindowLayout,
+            window_layout.WindowLayout,
             'zero_padding',
             lambda self, t: (
                 t if self.valid_tokens is None else torch.where(self.valid_tokens, t, 30 * torch.randn_like(t))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmswin.models.layers.window_attention import MASK_VALUE, get_window_layout
+from mmswin.models.layers.window_layout import MASK_VALUE, build_window_layout
 
 from .tools_runner import ROOT, config, run_tool
 
@@ -134,7 +134,7 @@ def test_window_masks_drawn_are_the_backbones_cached_masks(tmp_path, size, windo
     drawn = dict(np.load(out / 'masks.npz'))
 
     # The backbone's cached layout, as a SwinStage with this window uses it (shift = window // 2).
-    layout = get_window_layout(size[0], size[1], window, window // 2, mask_padding)
+    layout = build_window_layout(size[0], size[1], window, window // 2, mask_padding)
     order = getattr(layout, 'shifted_window_order', None)
     order = np.arange(layout.num_windows) if order is None else order.numpy()
     expected = np.empty(tuple(layout.shifted_mask.shape), dtype=np.float32)

@@ -71,7 +71,7 @@ def stage_layout(height: int, width: int, window_size: int, mask_padding: bool):
     import torch
 
     from mmswin.models.backbones.swin import SwinStage
-    from mmswin.models.layers.window_attention import get_window_layout
+    from mmswin.models.layers.window_layout import build_window_layout
 
     stage = SwinStage(
         embed_dims=4,
@@ -84,14 +84,14 @@ def stage_layout(height: int, width: int, window_size: int, mask_padding: bool):
     ).eval()
     with torch.no_grad():
         stage(torch.zeros(1, height, width, 4))
-    return get_window_layout(height, width, stage.window_size, stage.shift_size, stage.mask_padding)
+    return build_window_layout(height, width, stage.window_size, stage.shift_size, stage.mask_padding)
 
 
 def regular_positions(layout) -> np.ndarray:
     """``[L, 2]``: the (row, col) in the padded grid of each token of the regular window order."""
     import torch
 
-    from mmswin.models.layers.window_attention import window_reverse
+    from mmswin.models.layers.window_layout import window_reverse
 
     Hp, Wp = layout.padded_height, layout.padded_width
     index = window_reverse(torch.arange(Hp * Wp).view(1, -1, 1), layout.window_size, Hp, Wp)[0, :, :, 0]
@@ -383,7 +383,7 @@ def main(argv=None) -> int:
     no_padding = stage_layout(height, width, args.window, False)  # tells region masks from padding masks
     os.makedirs(args.out, exist_ok=True)
 
-    from mmswin.models.layers.window_attention import MASK_VALUE, shift_region_labels
+    from mmswin.models.layers.window_layout import MASK_VALUE, shift_region_labels
 
     Hp, Wp, M = layout.padded_height, layout.padded_width, layout.window_size
     N = M * M

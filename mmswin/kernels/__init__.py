@@ -30,7 +30,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from mmswin.models.layers.swin_block import SwinBlock
-    from mmswin.models.layers.window_attention import WindowLayout
+    from mmswin.models.layers.window_layout import WindowLayout
 
 BLOCK_IMPLS = ('auto', 'reference', 'cpu_chunked')
 ATTN_IMPLS = ('auto', 'sdpa', 'eager')

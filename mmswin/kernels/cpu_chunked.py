@@ -23,7 +23,7 @@ Padded tokens (the grid is padded to a multiple of the window) are keys and valu
 the attention as in the reference; they skip the output projection and the MLP, whose
 results for them are never used.
 
-Tokens are in the window order of :mod:`mmswin.models.layers.window_attention`:
+Tokens are in the window order of :mod:`mmswin.models.layers.window_layout`:
 ``[B, L, C]``, ``L = num_windows * N``; one chunk is a :class:`WindowChunk`.
 """
 
@@ -37,7 +37,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from mmswin.models.layers.swin_block import SwinBlock
-    from mmswin.models.layers.window_attention import WindowChunk, WindowLayout
+    from mmswin.models.layers.window_layout import WindowChunk, WindowLayout
 
 # Tokens per chunk: enough rows for efficient matrix products, few enough that a
 # chunk's intermediates stay in cache (the MLP layer of 4096 Swin-T stage-1 tokens is

@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from mmswin.checkpoint import register_checkpoint_hooks
 from mmswin.kernels import check_attn_impl, check_block_impl, to_channels_first
+from mmswin.models.layers.attention import WindowMSA
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.swin_block import SwinBlock
-from mmswin.models.layers.window_attention import WindowMSA, layout_for
+from mmswin.models.layers.window_layout import WindowLayoutCache
 from mmswin.registry import MODELS
 
 ARCH_ZOO = {
@@ -54,6 +55,7 @@ class SwinStage(nn.Module):
         self.shift_size = window_size // 2
         self.mask_padding = mask_padding
         self.with_cp = with_cp
+        self.layouts = WindowLayoutCache()
         self.blocks = nn.ModuleList(
             [
                 SwinBlock(
@@ -70,7 +72,7 @@ class SwinStage(nn.Module):
         self.downsample = PatchMerging(embed_dims) if downsample else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        layout = layout_for(x, self.window_size, self.shift_size, self.mask_padding)
+        layout = self.layouts.layout_for(x, self.window_size, self.shift_size, self.mask_padding)
         tokens = layout.to_windows(x)  # a new tensor, and every block's output too: the stage's to overwrite
         workspace: dict = {}  # scratch a CPU kernel keeps for the stage's blocks, freed with it
         for block in self.blocks:

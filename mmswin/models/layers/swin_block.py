@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block
 
-from .window_attention import WindowLayout, WindowMSA
+from .attention import WindowMSA
+from .window_layout import WindowLayout
 
 __all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock']
 
@@ -55,7 +56,7 @@ class SwinBlock(nn.Module):
     """One pre-norm Swin block on tokens in a stage's regular window order.
 
     Works on ``[B, L, C]`` tokens, ``L = num_windows * N`` (see
-    :mod:`mmswin.models.layers.window_attention`); a shifted block gathers its input into
+    :mod:`mmswin.models.layers.window_layout`); a shifted block gathers its input into
     the shifted window order and its output back. ``block_impl`` is one of
     :data:`~mmswin.kernels.BLOCK_IMPLS` (see :func:`~mmswin.kernels.choose_block_impl`);
     ``attn_impl`` (``'auto'``, ``'sdpa'`` or ``'eager'``) only says how the reference

@@ -1,14 +1,15 @@
-"""Window partition, relative position index, shift/padding masks and WindowMSA."""
+"""Window layout: partition, padding, shift gathers and masks, the traced layout and
+the per-stage cache."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmswin.models.layers.window_attention import (
+from mmswin.models.layers.window_layout import (
     MASK_VALUE,
-    WindowMSA,
-    get_window_layout,
-    relative_position_index,
+    WindowLayoutCache,
+    build_traceable_layout,
+    build_window_layout,
     window_partition,
     window_reverse,
 )
@@ -27,7 +28,7 @@ def test_layout_to_windows_and_to_grid_equal_pad_partition_reverse_crop(size):
     """The one-copy paths (padding, partition and crop fused) against F.pad + partition and
     reverse + crop: values, gradients, and a non-contiguous input."""
     H, W = size
-    layout = get_window_layout(H, W, 7, 3)
+    layout = build_window_layout(H, W, 7, 3)
     Hp, Wp = layout.padded_height, layout.padded_width
     x = torch.randn(2, 5, H, W).permute(0, 2, 3, 1).requires_grad_()  # channels-last view
     reference_x = x.detach().clone().requires_grad_()
@@ -54,17 +55,6 @@ def test_layout_to_windows_and_to_grid_equal_pad_partition_reverse_crop(size):
     assert torch.equal(tokens.grad, reference_tokens.grad)
 
 
-def test_relative_position_index_matches_offsets():
-    M = 3
-    index = relative_position_index(M)
-    assert index.shape == (9, 9)
-    assert index.min() == 0 and index.max() == (2 * M - 1) ** 2 - 1
-    # token 0 is (0, 0), token 8 is (2, 2): offset (-2, -2) -> row 0, col 0 of the table
-    assert index[0, 8] == 0
-    assert index[8, 0] == (2 * M - 1) ** 2 - 1
-    assert torch.all(index.diagonal() == (M - 1) * (2 * M - 1) + (M - 1))
-
-
 def reference_shift_mask(Hp, Wp, ws, shift):
     """The shift mask as the paper describes it, built with explicit slices."""
     img = torch.zeros(1, Hp, Wp, 1)
@@ -79,7 +69,7 @@ def reference_shift_mask(Hp, Wp, ws, shift):
 
 @pytest.mark.parametrize('size', [(14, 14), (21, 35), (7, 7), (28, 14)])
 def test_shift_mask_matches_region_definition(size):
-    layout = get_window_layout(*size, window_size=7, shift_size=3)
+    layout = build_window_layout(*size, window_size=7, shift_size=3)
     expected = reference_shift_mask(*size, 7, 3)[layout.shifted_window_order]
     assert torch.equal(layout.shifted_mask == MASK_VALUE, expected)
     assert layout.regular_mask is None  # no padding, no padding mask
@@ -90,7 +80,7 @@ def test_shift_mask_matches_region_definition(size):
 
 def test_shift_gather_equals_roll_then_partition():
     H, W, ws, s = 10, 17, 7, 3
-    layout = get_window_layout(H, W, ws, s)
+    layout = build_window_layout(H, W, ws, s)
     grid = torch.randn(1, H, W, 4)
     regular = layout.to_windows(grid)
     padded = torch.nn.functional.pad(grid, (0, 0, 0, layout.padded_width - W, 0, layout.padded_height - H))
@@ -101,16 +91,41 @@ def test_shift_gather_equals_roll_then_partition():
     assert torch.equal(layout.to_grid(regular), grid)
 
 
-def test_layout_is_cached_per_size_and_options():
-    a = get_window_layout(9, 9, 7, 3)
-    assert get_window_layout(9, 9, 7, 3) is a
-    assert get_window_layout(9, 9, 7, 3, mask_padding=True) is not a
-    assert get_window_layout(9, 10, 7, 3) is not a
+def test_layout_cache_keeps_one_layout_per_size_and_options():
+    cache = WindowLayoutCache()
+    a = cache.get(9, 9, 7, 3)
+    assert cache.get(9, 9, 7, 3) is a
+    assert cache.get(9, 9, 7, 3, mask_padding=True) is not a
+    assert cache.get(9, 10, 7, 3) is not a
     assert a.attn_mask(True, torch.float16) is a.attn_mask(True, torch.float16)
 
 
+def test_layout_cache_is_bounded_and_drops_the_least_recently_used():
+    cache = WindowLayoutCache(max_entries=2)
+    first = cache.get(9, 9, 7, 3)
+    cache.get(9, 10, 7, 3)
+    assert cache.get(9, 9, 7, 3) is first  # now the most recently used
+    cache.get(9, 11, 7, 3)  # pushes out (9, 10)
+    assert len(cache) == 2
+    assert cache.get(9, 9, 7, 3) is first
+    with pytest.raises(ValueError, match='max_entries'):
+        WindowLayoutCache(max_entries=0)
+
+
+def test_each_stage_owns_its_layouts():
+    from mmswin.models.backbones.swin import SwinBackbone
+
+    model = SwinBackbone(
+        arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1, 2)), window_size=4, out_indices=(0, 1)
+    ).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 40, 56))
+    assert [len(stage.layouts) for stage in model.stages] == [1, 1]
+    assert model.stages[0].layouts is not model.stages[1].layouts
+
+
 def test_padding_mask_hides_padded_keys_from_real_queries_only():
-    layout = get_window_layout(5, 5, 7, 3, mask_padding=True)
+    layout = build_window_layout(5, 5, 7, 3, mask_padding=True)
     valid = layout.valid_tokens.view(-1)
     masked = layout.regular_mask[0] == MASK_VALUE
     assert torch.equal(masked, valid[:, None] & ~valid[None, :])
@@ -119,31 +134,8 @@ def test_padding_mask_hides_padded_keys_from_real_queries_only():
 
 
 def test_no_padding_mask_when_grid_fits_windows():
-    layout = get_window_layout(14, 7, 7, 3, mask_padding=True)
+    layout = build_window_layout(14, 7, 7, 3, mask_padding=True)
     assert layout.valid_tokens is None and layout.regular_mask is None
-
-
-@pytest.mark.parametrize('with_mask', [False, True])
-def test_sdpa_and_eager_agree(with_mask):
-    attn = WindowMSA(32, 4, 7, attn_impl='sdpa')
-    torch.nn.init.normal_(attn.relative_position_bias_table)
-    eager = WindowMSA(32, 4, 7, attn_impl='eager')
-    eager.load_state_dict(attn.state_dict())
-    x = torch.randn(2, 6 * 49, 32)  # two images of 6 windows
-    mask = get_window_layout(14, 21, 7, 3).shifted_mask if with_mask else None
-    assert torch.allclose(attn(x, mask), eager(x, mask), atol=1e-5)
-
-
-def test_sdpa_gradients_match_eager():
-    attn = WindowMSA(16, 2, 4, attn_impl='sdpa')
-    eager = WindowMSA(16, 2, 4, attn_impl='eager')
-    eager.load_state_dict(attn.state_dict())
-    x = torch.randn(1, 4 * 16, 16)  # one image of 4 windows
-    mask = get_window_layout(8, 8, 4, 2).shifted_mask
-    attn(x, mask).square().sum().backward()
-    eager(x, mask).square().sum().backward()
-    for (name, a), b in zip(attn.named_parameters(), eager.parameters()):
-        assert torch.allclose(a.grad, b.grad, atol=1e-5), name
 
 
 @pytest.mark.parametrize('size', [(14, 21), (9, 12), (3, 5), (7, 30)], ids=str)
@@ -152,10 +144,9 @@ def test_traceable_layout_gives_the_eager_layouts_block(size, mask_padding):
     """The layout built in the graph (tracing, compile, export) pads, shifts and masks
     as the cached one: same round trip, same whole-tensor block outputs."""
     from mmswin.models.layers import SwinBlock
-    from mmswin.models.layers.window_attention import build_traceable_layout
 
     torch.manual_seed(0)
-    eager = get_window_layout(*size, 7, 3, mask_padding)
+    eager = build_window_layout(*size, 7, 3, mask_padding)
     traced = build_traceable_layout(*size, 7, 3, mask_padding, torch.device('cpu'))
     x = torch.randn(2, *size, 8)
     assert torch.equal(traced.to_grid(traced.to_windows(x)), x)

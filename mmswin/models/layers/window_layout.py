@@ -1,14 +1,14 @@
-"""Window attention: partition helpers, the relative position index, the cached
-window layout (padding, cyclic shift, masks) and the ``WindowMSA`` module.
+"""Window layout of a stage's token grid: padding, window order, the cyclic shift's
+gathers and the additive masks.
 
 Token layout. A Swin stage keeps its tokens in *window order* from its first block to
 its last: the token grid is padded once to a multiple of the window and laid out as
 ``[B, num_windows * N, C]`` with ``N = window_size ** 2``. A regular (W-MSA) block then
-needs no copy at all, and a shifted (SW-MSA) block needs one gather into the shifted
-window order and one gather back, instead of the pad / roll / partition / reverse /
-roll / crop copies of a block that works on the image grid. The gather indices, the
-shift mask and the padding mask depend only on the grid size, so they are built once
-per size and kept in a small cache (:func:`get_window_layout`).
+needs no copy, and a shifted (SW-MSA) block needs one gather into the shifted window
+order and one gather back, instead of the pad / roll / partition / reverse / roll /
+crop copies of a block that works on the image grid. The gather indices, the shift
+mask and the padding mask depend only on the grid size: :class:`WindowLayoutCache`
+keeps them per size for the stage that owns it.
 
 Numerically this equals the reference formulation "pad the normalised tokens with
 zeros, roll by ``-shift``, partition, attend with the shift mask": padded tokens are
@@ -23,22 +23,14 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmswin.kernels import (
-    check_attn_impl,
-    choose_attention_impl,
-    cpu_relayout,
-    is_transforming,
-    uses_cpu_layout_kernels,
-)
+from mmswin.kernels import cpu_relayout, is_transforming, uses_cpu_layout_kernels
 
 # Additive mask value for forbidden query/key pairs. Large enough that the pair's
 # softmax weight is zero in fp32/bf16/fp16, small enough that bias + two masks stay
 # finite in fp16, so no row can turn into NaN.
 MASK_VALUE = -1.0e4
-
-LAYOUT_CACHE_SIZE = 64
 
 
 def window_partition(x: Tensor, window_size: int) -> Tensor:
@@ -59,20 +51,6 @@ def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -
     B, _, C = windows.shape
     x = windows.view(B, height // window_size, width // window_size, window_size, window_size, C)
     return x.permute(0, 1, 3, 2, 4, 5).clone(memory_format=torch.contiguous_format).view(B, height, width, C)
-
-
-def relative_position_index(window_size: int) -> Tensor:
-    """Index into the ``(2M-1)**2`` bias table for every (query, key) pair of a window.
-
-    Returns ``[N, N]`` long with ``N = M * M``; entry ``(i, j)`` is
-    ``(dy + M - 1) * (2M - 1) + (dx + M - 1)`` where ``(dy, dx)`` is the offset of
-    token ``i`` from token ``j``. This is the table layout of the public Swin weights.
-    """
-    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')).flatten(
-        1
-    )  # [2, N]
-    offset = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # [2, N, N]
-    return offset[0] * (2 * window_size - 1) + offset[1]
 
 
 def shift_region_labels(
@@ -105,7 +83,7 @@ class WindowLayout:
     """Everything a stage needs to attend in windows on a grid of one size.
 
     Built once per (height, width, window, shift, mask_padding, device) by
-    :func:`get_window_layout`. All token indices refer to the *regular* window order
+    :class:`WindowLayoutCache`. All token indices refer to the *regular* window order
     of the padded grid (``window_partition`` of the zero-padded ``[B, Hp, Wp, C]``).
     """
 
@@ -263,9 +241,17 @@ def _plan_chunks(layout: WindowLayout, shifted: bool, max_windows: int) -> list[
     return chunks
 
 
-def _build_window_layout(
-    height: int, width: int, window_size: int, shift_size: int, mask_padding: bool, device: torch.device
+def build_window_layout(
+    height: int,
+    width: int,
+    window_size: int,
+    shift_size: int,
+    mask_padding: bool = False,
+    device: torch.device | str = 'cpu',
 ) -> WindowLayout:
+    """The :class:`WindowLayout` of a ``height x width`` grid (ints), built now, on
+    ``device``. Windows whose mask is all zero lead each order (see the fields)."""
+    device = torch.device(device)
     padded_height = -(-height // window_size) * window_size
     padded_width = -(-width // window_size) * window_size
     num_tokens = padded_height * padded_width
@@ -343,7 +329,7 @@ def build_traceable_layout(
     It always pads (by zero where the grid fits), always carries the shift mask of a
     shifted layout and keeps the windows of the shifted order in row-major order, so one
     graph serves every input size; the whole-tensor block gives the same result as with
-    :func:`get_window_layout`'s layout.
+    :class:`WindowLayoutCache`'s layout.
     """
     M, s = window_size, shift_size
     padded_height = -(-height // M) * M
@@ -404,136 +390,54 @@ def build_traceable_layout(
     )
 
 
-def layout_for(x: Tensor, window_size: int, shift_size: int, mask_padding: bool) -> WindowLayout:
-    """The layout of the ``[B, H, W, C]`` grid ``x``: from :func:`get_window_layout`'s
-    cache in eager code, built in the graph (:func:`build_traceable_layout`) while the
-    model is traced, compiled or exported."""
-    _, height, width, _ = x.shape
-    if is_transforming(x):
-        return build_traceable_layout(height, width, window_size, shift_size, mask_padding, x.device)
-    return get_window_layout(height, width, window_size, shift_size, mask_padding, x.device)
+class WindowLayoutCache:
+    """The window layouts of one owner (a stage), one per grid size, bounded LRU.
 
-
-_layout_cache: 'OrderedDict[tuple, WindowLayout]' = OrderedDict()
-
-
-def get_window_layout(
-    height: int,
-    width: int,
-    window_size: int,
-    shift_size: int,
-    mask_padding: bool = False,
-    device: torch.device | str = 'cpu',
-) -> WindowLayout:
-    """The :class:`WindowLayout` for a grid, from a bounded LRU cache.
-
-    The peers rebuild the shift mask in every block on every forward; here it is built
-    once per input size and reused by every block and every iteration.
-    """
-    key = (height, width, window_size, shift_size, bool(mask_padding), torch.device(device))
-    layout = _layout_cache.get(key)
-    if layout is None:
-        layout = _build_window_layout(height, width, window_size, shift_size, mask_padding, torch.device(device))
-        _layout_cache[key] = layout
-        if len(_layout_cache) > LAYOUT_CACHE_SIZE:
-            _layout_cache.popitem(last=False)
-    else:
-        _layout_cache.move_to_end(key)
-    return layout
-
-
-def clear_window_layout_cache() -> None:
-    _layout_cache.clear()
-
-
-class WindowMSA(nn.Module):
-    """Multi-head self-attention inside windows, with a relative position bias.
-
-    Args:
-        embed_dims: channels ``C`` of the tokens.
-        num_heads: attention heads; ``C`` must be divisible by it.
-        window_size: side ``M`` of a square window; a window holds ``N = M * M`` tokens.
-        qkv_bias: add a learnable bias to q, k and v.
-        qk_scale: scale of ``q @ k^T``; ``None`` means ``head_dim ** -0.5``.
-        attn_drop_rate: dropout on the attention weights (training only).
-        proj_drop_rate: dropout after the output projection.
-        attn_impl: ``'sdpa'`` (``scaled_dot_product_attention``), ``'eager'`` (explicit
-            products and softmax) or ``'auto'`` (:func:`mmswin.kernels.choose_attention_impl`).
+    ``get`` builds a layout (:func:`build_window_layout`) the first time a (height,
+    width, window, shift, mask_padding, device) key is asked for and returns the same
+    object afterwards, until ``max_entries`` newer keys have pushed it out. The peers
+    rebuild the shift mask in every block on every forward; a stage builds it once per
+    input size and shares it between its blocks and iterations.
     """
 
-    def __init__(
+    def __init__(self, max_entries: int = 16) -> None:
+        if not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f'max_entries must be an int >= 1, got {max_entries!r}')
+        self.max_entries = max_entries
+        self._layouts: OrderedDict[tuple, WindowLayout] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._layouts)
+
+    def get(
         self,
-        embed_dims: int,
-        num_heads: int,
+        height: int,
+        width: int,
         window_size: int,
-        qkv_bias: bool = True,
-        qk_scale: Optional[float] = None,
-        attn_drop_rate: float = 0.0,
-        proj_drop_rate: float = 0.0,
-        attn_impl: str = 'auto',
-    ) -> None:
-        super().__init__()
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
-        self.window_size = window_size
-        self.scale = qk_scale if qk_scale is not None else self.head_dims**-0.5
-        self.attn_drop_rate = attn_drop_rate
-        check_attn_impl(attn_impl)
-        self.attn_impl = attn_impl
-        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop_rate)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        # Recomputed from window_size, so not saved in checkpoints.
-        self.register_buffer('relative_position_index', relative_position_index(window_size).view(-1), persistent=False)
-
-    def relative_position_bias(self) -> Tensor:
-        """``[num_heads, N, N]`` bias gathered from the table, contiguous.
-
-        Contiguous matters: SDPA's fused CPU kernel copies a mask whose last dim is strided
-        into a full ``[windows, heads, N, N]`` tensor on every call.
-        """
-        N = self.window_size * self.window_size
-        bias = self.relative_position_bias_table[self.relative_position_index]
-        return bias.view(N, N, self.num_heads).permute(2, 0, 1).contiguous()
-
-    def forward(self, tokens: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """Attend inside each window, all windows of the batch at once.
-
-        Args:
-            tokens: ``[B, num_windows * N, C]``, in window order (the ``N`` tokens of a
-                window consecutive).
-            mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
-
-        Returns:
-            ``[B, num_windows * N, C]``, before the residual.
-        """
-        B, L, C = tokens.shape
-        N = self.window_size * self.window_size
-        heads = self.num_heads
-        windows = B * (L // N)
-        qkv = self.qkv(tokens).view(windows, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, head_dims]
-
-        attn_bias = self.relative_position_bias().to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
-        if mask is not None:
-            attn_bias = attn_bias + mask.to(q.dtype).unsqueeze(1)  # [nW, heads, N, N]
-            # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
-            # in eager code; traced code always copies, so no graph depends on B).
-            if is_transforming(q):
-                attn_bias = attn_bias.repeat(B, 1, 1, 1)
-            else:
-                attn_bias = attn_bias.expand(B, -1, -1, -1, -1).reshape(windows, heads, N, N)
-        dropout_p = self.attn_drop_rate if self.training else 0.0
-
-        needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
-        impl = choose_attention_impl(self.attn_impl, q.device.type, needs_grad, is_transforming(q))
-        if impl == 'sdpa':
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=self.scale)
+        shift_size: int,
+        mask_padding: bool = False,
+        device: torch.device | str = 'cpu',
+    ) -> WindowLayout:
+        """The layout of a ``height x width`` grid (eager code only: sizes are ints)."""
+        key = (height, width, window_size, shift_size, bool(mask_padding), torch.device(device))
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = build_window_layout(height, width, window_size, shift_size, mask_padding, device)
+            self._layouts[key] = layout
+            if len(self._layouts) > self.max_entries:
+                self._layouts.popitem(last=False)
         else:
-            attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).add_(attn_bias)
-            attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
-            out = attn @ v
-        out = out.transpose(1, 2).reshape(B, L, C)
-        return self.proj_drop(self.proj(out))
+            self._layouts.move_to_end(key)
+        return layout
+
+    def layout_for(self, x: Tensor, window_size: int, shift_size: int, mask_padding: bool) -> WindowLayout:
+        """The layout of the ``[B, H, W, C]`` grid ``x``: cached in eager code, built in
+        the graph (:func:`build_traceable_layout`, never cached, since the sizes may be
+        symbolic) while the model is traced, compiled or exported."""
+        _, height, width, _ = x.shape
+        if is_transforming(x):
+            return build_traceable_layout(height, width, window_size, shift_size, mask_padding, x.device)
+        return self.get(height, width, window_size, shift_size, mask_padding, x.device)
+
+    def clear(self) -> None:
+        self._layouts.clear()
