@@ -15,8 +15,8 @@ from mmengine.registry import DefaultScope
 from torch.utils.data import DataLoader
 
 from mmswin.datasets import SEG_CLASSES, SHAPE_CLASSES, generate_ade_shapes, generate_coco_shapes
-from mmswin.datasets.unreadable_images import UnreadableImageError
-from mmswin.engine.preflight import PreflightError, check_datasets
+from mmswin.engine.preflight import check_datasets
+from mmswin.errors import PreflightError, UnreadableImageError
 
 from .tools_runner import config, run_tool
 

@@ -16,8 +16,8 @@ import torch
 from mmengine.config import ConfigDict
 from torch import nn
 
-from mmswin.checkpoint import CheckpointFormatError, CheckpointMismatchError
 from mmswin.checkpoint import loading as loading_module
+from mmswin.errors import CheckpointFormatError, CheckpointMismatchError
 from mmswin.models import SwinBackbone
 
 MINI = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))

@@ -18,14 +18,12 @@ from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
 from mmswin.atomic import atomic_file
-from mmswin.checkpoint.digest import CheckpointDigestError
-from mmswin.checkpoint.errors import CheckpointFormatError
 from mmswin.checkpoint.io import read_checkpoint, trust_checkpoints, verify_checkpoint_file
 from mmswin.engine.atomic_runner import AtomicCheckpointRunner
 from mmswin.engine.plain_checkpoint import PlainCheckpointHook
-from mmswin.engine.preflight import PreflightError
 from mmswin.engine.resume import newest_complete_checkpoint, resume_checkpoint
-from mmswin.engine.safe_loading import CheckpointFileError, use_safe_loading
+from mmswin.engine.safe_loading import use_safe_loading
+from mmswin.errors import CheckpointDigestError, CheckpointFileError, CheckpointFormatError, PreflightError
 
 _runs = itertools.count()
 

@@ -110,7 +110,7 @@ def test_a_bad_demo_data_spec_is_named_and_writes_nothing(tmp_path, spec, messag
     from mmengine.config import Config
 
     from mmswin.datasets import ensure_demo_data
-    from mmswin.engine.preflight import PreflightError
+    from mmswin.errors import PreflightError
 
     spec = dict(spec, root=str(tmp_path / spec['root'])) if 'root' in spec else spec
     with pytest.raises(PreflightError, match=message):

@@ -8,8 +8,6 @@ import pytest
 from mmengine.config import Config
 
 from mmswin.engine.preflight import (
-    BadDataError,
-    PreflightError,
     check_checkpoints,
     check_datasets,
     check_output_file,
@@ -17,6 +15,7 @@ from mmswin.engine.preflight import (
     run_tool,
 )
 from mmswin.engine.setup_runner import set_work_dir
+from mmswin.errors import BadDataError, PreflightError
 from tests.tools_runner import ROOT
 
 
@@ -143,7 +142,8 @@ def test_work_dir_that_cannot_be_a_folder_is_named_with_its_source(tmp_path):
 
 def test_run_tool_prints_one_error_line_and_exits_2():
     script = (
-        'from mmswin.engine.preflight import PreflightError, run_tool\n'
+        'from mmswin.engine.preflight import run_tool\n'
+        'from mmswin.errors import PreflightError\n'
         'def main():\n'
         "    raise PreflightError('data set not found: data/coco; run make demo')\n"
         'run_tool(main)\n'
@@ -179,7 +179,8 @@ def test_run_tool_exit_codes(capsys):
 _TOOL_EXIT = """
 import atexit, os, sys
 import torch.distributed as dist
-from mmswin.engine.preflight import PreflightError, run_tool
+from mmswin.engine.preflight import run_tool
+from mmswin.errors import PreflightError
 
 class Teardown:
     def __del__(self):

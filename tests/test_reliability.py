@@ -14,8 +14,8 @@ from mmengine.config import Config
 
 from mmswin.datasets import generate_coco_shapes
 from mmswin.engine.config_checks import check_model_config
-from mmswin.engine.preflight import PreflightError
 from mmswin.engine.resume import newest_complete_checkpoint, resume_checkpoint
+from mmswin.errors import PreflightError
 
 from .tools_runner import ROOT, config, run_tool
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from mmswin.datasets import generate_coco_shapes
-from mmswin.engine.preflight import PreflightError
-from mmswin.engine.work_dir_lock import LOCK_NAME, WorkDirInUseError, WorkDirLock
+from mmswin.engine.work_dir_lock import LOCK_NAME, WorkDirLock
+from mmswin.errors import PreflightError, WorkDirInUseError
 
 from .tools_runner import ROOT, config, run_tool
 

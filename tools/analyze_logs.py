@@ -18,16 +18,10 @@ import argparse
 import glob
 import json
 import os
-import sys
 from dataclasses import dataclass
 
-
-class LogError(Exception):
-    """A missing or unreadable log, or a key it does not hold; printed as one line.
-
-    The other tools raise mmswin's PreflightError; this tool needs neither torch nor
-    mmswin, so it starts in a second instead of several."""
-
+from mmswin.engine.preflight import run_tool
+from mmswin.errors import LogError
 
 # Logged with every line; never a curve of its own.
 BOOKKEEPING = ('iter', 'step', 'epoch')
@@ -216,8 +210,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except LogError as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)

@@ -58,7 +58,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from mmswin.engine.preflight import PreflightError, check_output_file  # noqa: E402
+from mmswin.engine.preflight import check_output_file  # noqa: E402
+from mmswin.errors import PreflightError  # noqa: E402
 from mmswin.models import SwinBackbone  # noqa: E402
 from mmswin.models.backbones.swin import ARCH_ZOO, _resolve_arch  # noqa: E402
 

@@ -20,7 +20,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from mmswin.atomic import atomic_file  # noqa: E402
-from mmswin.engine.preflight import PreflightError, check_checkpoint_file, check_output_file  # noqa: E402
+from mmswin.engine.preflight import check_checkpoint_file, check_output_file  # noqa: E402
+from mmswin.errors import PreflightError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,7 +132,7 @@ def convert(args: argparse.Namespace) -> int:
     except PreflightError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    from mmswin.checkpoint import CheckpointFormatError
+    from mmswin.errors import CheckpointFormatError
 
     try:
         print(convert_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError, run_tool  # noqa: E402
+from mmswin.engine.preflight import run_tool  # noqa: E402
+from mmswin.errors import PreflightError  # noqa: E402
 
 if TYPE_CHECKING:  # torch loads when counting starts, after the arguments are checked
     from torch import nn

@@ -33,7 +33,8 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from mmswin.engine.preflight import PreflightError, check_output_file, run_tool  # noqa: E402
+from mmswin.engine.preflight import check_output_file, run_tool  # noqa: E402
+from mmswin.errors import PreflightError  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tools/get_flops.py, also when imported
 from get_flops import Complexity  # noqa: E402

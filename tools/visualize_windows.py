@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from mmswin.engine.preflight import PreflightError, check_output_folder, run_tool  # noqa: E402
+from mmswin.engine.preflight import check_output_folder, run_tool  # noqa: E402
+from mmswin.errors import PreflightError  # noqa: E402
 
 if TYPE_CHECKING:  # torch loads after the arguments are checked
     import torch

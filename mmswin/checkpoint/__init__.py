@@ -11,7 +11,6 @@ every load path converts, resizes and checks the same way; ``tools/convert_check
 converts a file once.
 """
 
-from .errors import CheckpointFormatError, CheckpointMismatchError
 from .formats import FORMAT_NAMES, ConvertedCheckpoint, convert_state_dict, detect_format, extract_state_dict
 from .io import read_checkpoint, verify_checkpoint_file
 from .loading import fit_state_dict, register_checkpoint_hooks
@@ -24,8 +23,6 @@ from .resize import (
 )
 
 __all__ = [
-    'CheckpointFormatError',
-    'CheckpointMismatchError',
     'ConvertedCheckpoint',
     'FORMAT_NAMES',
     'LoadReport',

@@ -12,8 +12,7 @@ import hashlib
 import os
 
 from mmswin.atomic import atomic_file
-
-from .errors import CheckpointFormatError
+from mmswin.errors import CheckpointDigestError
 
 DIGEST_SUFFIX = '.sha256'
 _CHUNK = 1 << 22
@@ -21,10 +20,6 @@ _CHUNK = 1 << 22
 # path -> (size, mtime_ns) of files verified in this process: a file checked before the
 # work and loaded after it is read for hashing once.
 _verified: dict[str, tuple[int, int]] = {}
-
-
-class CheckpointDigestError(CheckpointFormatError):
-    """A checkpoint's bytes differ from the checksum saved beside it."""
 
 
 def digest_path(path: str) -> str:

@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Optional
 
 from torch import Tensor
 
-from .errors import CheckpointFormatError
+from mmswin.errors import CheckpointFormatError
+
 from .resize import position_embedding_to_grid
 
 FORMAT_NAMES = {

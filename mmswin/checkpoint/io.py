@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from mmswin.errors import CheckpointFormatError
+
 from .digest import verify_digest
-from .errors import CheckpointFormatError
 
 _ZIP_MAGIC = b'PK\x03\x04'
 # torch words a refused global two ways: one that is merely not allow-listed, and one from

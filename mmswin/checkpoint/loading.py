@@ -6,7 +6,7 @@ backbone: ``model.load_state_dict(sd)``, MMEngine's ``init_cfg=dict(type='Pretra
 detector or segmentor; the backbone then sees its keys under ``backbone.``). The
 pre-hook there converts any accepted format to mmswin's layout, resizes the position
 parameters to the model, drops the keys that have no place in a backbone, and raises
-:class:`~mmswin.checkpoint.errors.CheckpointMismatchError` before anything is copied if
+:class:`~mmswin.errors.CheckpointMismatchError` before anything is copied if
 the checkpoint is for another architecture. A post-hook logs one :class:`LoadReport`
 line and keeps it as ``backbone.checkpoint_report``.
 
@@ -24,7 +24,8 @@ from typing import Optional
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from .errors import CheckpointMismatchError
+from mmswin.errors import CheckpointMismatchError
+
 from .formats import ConvertedCheckpoint, convert_state_dict
 from .report import LoadReport, describe_arch
 from .resize import position_embedding_to_grid, resize_position_embedding, resize_relative_position_bias_table

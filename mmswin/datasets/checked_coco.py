@@ -36,7 +36,8 @@ from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmengine.logging import print_log
 
-from mmswin.engine.preflight import PreflightError, invalid_json_error
+from mmswin.engine.preflight import invalid_json_error
+from mmswin.errors import CocoSchemaError, PreflightError
 from mmswin.registry import DATASETS
 
 from .image_headers import read_header
@@ -65,10 +66,6 @@ COCO_KEYS = {
     'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area'),
     'categories': ('id', 'name'),
 }
-
-
-class CocoSchemaError(ValueError):
-    """Valid JSON that is not a COCO instances file; the message says what is missing."""
 
 
 def coco_schema_problem(dataset: dict, need_annotations: bool = True) -> Optional[str]:

@@ -22,7 +22,7 @@ import logging
 from mmengine.logging import print_log
 from mmseg.datasets import ADE20KDataset, BaseSegDataset
 
-from mmswin.engine.preflight import PreflightError
+from mmswin.errors import PreflightError
 from mmswin.registry import DATASETS
 
 from .image_headers import read_header

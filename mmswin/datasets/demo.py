@@ -8,7 +8,7 @@ import os
 
 from mmengine.logging import print_log
 
-from mmswin.engine.preflight import PreflightError
+from mmswin.errors import PreflightError
 
 from .ade_shapes import generate_ade_shapes
 from .coco_shapes import generate_coco_shapes

@@ -18,13 +18,9 @@ import torch
 from mmengine import fileio
 from mmengine.logging import print_log
 
-from mmswin.engine.preflight import BadDataError
+from mmswin.errors import UnreadableImageError
 
 FILE_KEYS = (('img_path', 'image'), ('seg_map_path', 'label map'))
-
-
-class UnreadableImageError(BadDataError):
-    """An image or label map file that is missing, empty, cut off or not an image."""
 
 
 def shared_flags(length: int) -> torch.Tensor:

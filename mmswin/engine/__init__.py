@@ -13,7 +13,6 @@ _EXPORTS = {
     'CPUAmpOptimWrapper': 'cpu_amp',
     'FiniteLossHook': 'finite_loss',
     'IterSeedHook': 'iter_seed',
-    'NonFiniteLossError': 'errors',
     'PlainCheckpointHook': 'plain_checkpoint',
     'SkipNonFiniteOptimWrapper': 'finite_loss',
 }

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from mmengine.config import Config, DictAction
 
-from .preflight import PreflightError
+from mmswin.errors import PreflightError
 
 SWIN_TYPES = ('mmswin.SwinBackbone', 'SwinBackbone')
 

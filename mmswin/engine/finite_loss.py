@@ -9,9 +9,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 
+from mmswin.errors import NonFiniteLossError
 from mmswin.registry import HOOKS, OPTIM_WRAPPERS
-
-from .errors import NonFiniteLossError
 
 
 @OPTIM_WRAPPERS.register_module()

@@ -11,12 +11,7 @@ from __future__ import annotations
 from mmengine.evaluator import DumpResults
 
 from mmswin.atomic import atomic_file
-
-from .preflight import PreflightError
-
-
-class PredictionsNotWrittenError(PreflightError):
-    """The predictions could not be written; nothing was left at the path."""
+from mmswin.errors import PredictionsNotWrittenError
 
 
 class PredictionCollector(DumpResults):

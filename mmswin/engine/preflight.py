@@ -11,6 +11,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, NoReturn, Optional
 
+from mmswin.errors import CheckpointFormatError, PreflightError
+
 if TYPE_CHECKING:  # annotations only: tools import this module before anything heavy
     from mmengine.config import Config
 
@@ -27,22 +29,6 @@ DATA_HINTS = {
         '`make demo-seg`'
     ),
 }
-
-
-class PreflightError(Exception):
-    """A problem with the user's files or config, with a message that says the fix."""
-
-    def __str__(self) -> str:
-        message = super().__str__()
-        # A DataLoader worker's error is raised again in the main process with the
-        # worker's traceback as its message; the user's line is the traceback's last.
-        if 'Original Traceback' in message:
-            return message.rstrip().splitlines()[-1].split(': ', 1)[-1]
-        return message
-
-
-class BadDataError(PreflightError):
-    """A bad file in the data set, found while reading it (in training or evaluation)."""
 
 
 def run_tool(main: Callable[[], Optional[int]], also: Optional[Mapping[type, int]] = None) -> NoReturn:
@@ -228,7 +214,6 @@ def check_checkpoint_file(path: str, what: str, fix: str) -> None:
         raise PreflightError(f"{what} '{path}' is a directory, not a checkpoint file; {fix}")
     if not os.path.isfile(path):  # answered before mmswin.checkpoint brings torch in
         raise PreflightError(f"{what} not found: '{path}'; {fix}")
-    from mmswin.checkpoint.errors import CheckpointFormatError
     from mmswin.checkpoint.io import verify_checkpoint_file
 
     try:

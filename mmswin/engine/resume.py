@@ -7,10 +7,8 @@ import logging
 import os
 import re
 
-from mmswin.checkpoint.errors import CheckpointFormatError
 from mmswin.checkpoint.io import verify_checkpoint_file
-
-from .preflight import PreflightError
+from mmswin.errors import CheckpointFormatError, PreflightError
 
 _PROGRESS = re.compile(r'(?:iter|epoch)_(\d+)\.pth$')
 

@@ -19,17 +19,10 @@ import functools
 import os
 from typing import Any, Callable, Iterator
 
-from mmswin.checkpoint.errors import CheckpointFormatError
 from mmswin.checkpoint.io import checkpoints_trusted, read_checkpoint, refusal_message
-
-from .preflight import PreflightError
+from mmswin.errors import CheckpointFileError, CheckpointFormatError
 
 _SAFE_MARK = '_mmswin_weights_only'
-
-
-class CheckpointFileError(PreflightError):
-    """A checkpoint that cannot be loaded: missing, damaged, not a checkpoint, or refused
-    by the safe loader; the message names the file and the fix."""
 
 
 def load_from_local_weights_only(filename: str, map_location: Any = None) -> Any:

@@ -14,7 +14,7 @@ from typing import Optional
 from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
 from mmengine.logging import print_log
 
-from .preflight import PreflightError
+from mmswin.errors import PreflightError
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 

@@ -15,13 +15,9 @@ import socket
 import time
 from typing import Optional
 
-from .preflight import PreflightError
+from mmswin.errors import WorkDirInUseError
 
 LOCK_NAME = '.mmswin.lock'
-
-
-class WorkDirInUseError(PreflightError):
-    """Another live run holds the work dir."""
 
 
 class WorkDirLock:
