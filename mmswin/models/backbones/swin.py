@@ -6,7 +6,7 @@ PatchMerging) -> tuple of NCHW maps, one per entry of ``out_indices``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +85,199 @@ class SwinStage(nn.Module):
         return out, (self.downsample(out) if self.downsample is not None else None)
 
 
+class SwinBackboneBase(BaseModule):
+    """What the V1 and V2 backbones share: the argument checks, the patch embedding and
+    the optional absolute position embedding, the stochastic-depth schedule, which stages
+    are built, the output norms, freezing, the input checks, the forward pass and the one
+    loading hook (:mod:`mmswin.checkpoint`).
+
+    A subclass checks its own arguments, calls ``super().__init__`` and ends its
+    ``__init__`` with :meth:`build_stages`, giving the stage class and its options; the
+    stage is where V1 and V2 differ (block, attention, position bias, merging).
+    ``swin_version`` tells the loading hook which checkpoints fit.
+    """
+
+    swin_version = 1
+
+    def __init__(
+        self,
+        arch: Union[str, dict],
+        pretrain_img_size: Union[int, Sequence[int]],
+        in_channels: int,
+        patch_size: int,
+        mlp_ratio: float,
+        patch_norm: bool,
+        drop_rate: float,
+        attn_drop_rate: float,
+        drop_path_rate: float,
+        use_abs_pos_embed: bool,
+        out_indices: Sequence[int],
+        frozen_stages: int,
+        init_cfg: Optional[Union[dict, list]],
+    ):
+        super().__init__(init_cfg=init_cfg)
+        embed_dims, depths, num_heads = _resolve_arch(arch)
+        _check_int('patch_size', patch_size, minimum=1)
+        _check_int('in_channels', in_channels, minimum=1)
+        if not mlp_ratio > 0:
+            raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
+        for name, rate in (
+            ('drop_rate', drop_rate),
+            ('attn_drop_rate', attn_drop_rate),
+            ('drop_path_rate', drop_path_rate),
+        ):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f'{name} must be in [0, 1), got {rate}')
+        num_stages = len(depths)
+        self.out_indices = _normalise_out_indices(out_indices, num_stages)
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+            raise ValueError(
+                f'frozen_stages must be an int in [-1, {num_stages}] (number of stages), got {frozen_stages!r}'
+            )
+
+        self.arch_settings = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.frozen_stages = frozen_stages
+        self.num_stages = num_stages
+        self.num_features = [embed_dims * 2**i for i in range(num_stages)]
+        self.drop_path_rate = drop_path_rate
+
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
+        self.use_abs_pos_embed = use_abs_pos_embed
+        if use_abs_pos_embed:
+            size = (
+                (pretrain_img_size, pretrain_img_size)
+                if isinstance(pretrain_img_size, int)
+                else tuple(pretrain_img_size)
+            )
+            grid = (size[0] // patch_size, size[1] // patch_size)
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *grid))
+        self.drop_after_pos = nn.Dropout(drop_rate)
+
+    def build_stages(self, stage_class: Callable[..., nn.Module], **stage_options) -> None:
+        """Build the stages, the output norms, initialise, freeze and hook the loader.
+
+        Stage ``i`` is ``stage_class(embed_dims, depth, num_heads, drop_path_rates,
+        downsample, **options_i)``, where an option given as a list or tuple of one value
+        per stage (e.g. ``window_size``) contributes its ``i``-th entry and any other
+        option is passed to every stage as it is.
+        """
+        depths, num_heads = self.arch_settings['depths'], self.arch_settings['num_heads']
+        rates = torch.linspace(0, self.drop_path_rate, sum(depths)).tolist()
+        # Stages after the last returned one would have parameters that never get a
+        # gradient (DDP error), so they are not built.
+        num_built = max(self.out_indices) + 1
+        self.stages = nn.ModuleList()
+        for i, depth in enumerate(depths[:num_built]):
+            start = sum(depths[:i])
+            options = {
+                name: value[i] if isinstance(value, (list, tuple)) else value for name, value in stage_options.items()
+            }
+            self.stages.append(
+                stage_class(
+                    self.num_features[i],
+                    depth,
+                    num_heads[i],
+                    drop_path_rates=rates[start : start + depth],
+                    downsample=i < num_built - 1,
+                    **options,
+                )
+            )
+        # Norms only for returned stages: an unused parameter would break DDP.
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+
+        self._init_parameters()
+        self._freeze_stages()
+        # Every load path (load_state_dict, Pretrained init_cfg, load_from, resume) converts
+        # any public Swin format, resizes position tables and checks the arch here.
+        register_checkpoint_hooks(self)
+
+    def _init_parameters(self) -> None:
+        """Random init (truncated normal, std 0.02) used when no checkpoint is loaded."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if self.use_abs_pos_embed:
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules that ``frozen_stages`` freezes, in forward order."""
+        if self.frozen_stages < 0:
+            return []
+        modules: list[nn.Module] = [self.patch_embed, self.drop_after_pos]
+        for i in range(min(self.frozen_stages, len(self.stages))):
+            modules.append(self.stages[i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        return modules
+
+    def _freeze_stages(self) -> None:
+        # Frozen at construction, not in train(): DDP records which parameters need
+        # gradients when it wraps the model, which happens before the first train().
+        if self.frozen_stages >= 0 and self.use_abs_pos_embed:
+            self.absolute_pos_embed.requires_grad_(False)
+        for module in self.frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'SwinBackboneBase':
+        """Set train/eval mode; frozen stages always stay in eval mode."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
+    def _check_input(self, x: Tensor) -> None:
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f'{name} expects a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'{name} expects a 4-D input [B, C, H, W], got shape {tuple(x.shape)}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{name} was built with in_channels={self.in_channels} but the input has '
+                f'{x.shape[1]} channels (shape {tuple(x.shape)}); set in_channels to match'
+            )
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(
+                f'{name} got an empty input of shape {tuple(x.shape)}; batch, height and width must be at least 1'
+            )
+        if not x.is_floating_point():
+            raise TypeError(
+                f'{name} expects a floating-point input, got dtype {x.dtype}; '
+                'convert it with x.float() (and normalise it) first'
+            )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``[B, C, H, W]`` -> tuple of ``[B, C_i, H_i, W_i]``, ``H_0 = ceil(H / patch_size)``,
+        each later stage ``ceil(previous / 2)``."""
+        self._check_input(x)
+        x = self.patch_embed(x)  # [B, H0, W0, C]
+        if self.use_abs_pos_embed:
+            pos = self.absolute_pos_embed
+            if pos.shape[2:] != x.shape[1:3]:
+                pos = F.interpolate(pos, size=x.shape[1:3], mode='bicubic', align_corners=False)
+            x = x + pos.permute(0, 2, 3, 1)
+        x = self.drop_after_pos(x)
+
+        outs = []
+        for i, stage in enumerate(self.stages):
+            out, x = stage(x)
+            if i in self.out_indices:
+                outs.append(to_channels_first(getattr(self, f'norm{i}')(out)))
+        return tuple(outs)
+
+
 @MODELS.register_module()
-class SwinBackbone(BaseModule):
+class SwinBackbone(SwinBackboneBase):
     """Swin Transformer backbone emitting multi-scale NCHW feature maps.
 
     Args:
@@ -146,166 +337,44 @@ class SwinBackbone(BaseModule):
         block_impl: str = 'auto',
         init_cfg: Optional[Union[dict, list]] = None,
     ):
-        super().__init__(init_cfg=init_cfg)
-        embed_dims, depths, num_heads = _resolve_arch(arch)
         _check_int('window_size', window_size, minimum=1)
-        _check_int('patch_size', patch_size, minimum=1)
-        _check_int('in_channels', in_channels, minimum=1)
         check_attn_impl(attn_impl)
         check_block_impl(block_impl)
-        if not mlp_ratio > 0:
-            raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
-        for name, rate in (
-            ('drop_rate', drop_rate),
-            ('attn_drop_rate', attn_drop_rate),
-            ('drop_path_rate', drop_path_rate),
-        ):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f'{name} must be in [0, 1), got {rate}')
-        num_stages = len(depths)
-        self.out_indices = _normalise_out_indices(out_indices, num_stages)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
-            raise ValueError(
-                f'frozen_stages must be an int in [-1, {num_stages}] (number of stages), got {frozen_stages!r}'
-            )
-
-        self.arch_settings = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
-        self.in_channels = in_channels
-        self.patch_size = patch_size
+        super().__init__(
+            arch,
+            pretrain_img_size,
+            in_channels,
+            patch_size,
+            mlp_ratio,
+            patch_norm,
+            drop_rate,
+            attn_drop_rate,
+            drop_path_rate,
+            use_abs_pos_embed,
+            out_indices,
+            frozen_stages,
+            init_cfg,
+        )
         self.window_size = window_size
-        self.frozen_stages = frozen_stages
-        self.num_stages = num_stages
-        self.num_features = [embed_dims * 2**i for i in range(num_stages)]
-
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
-        self.use_abs_pos_embed = use_abs_pos_embed
-        if use_abs_pos_embed:
-            size = (
-                (pretrain_img_size, pretrain_img_size)
-                if isinstance(pretrain_img_size, int)
-                else tuple(pretrain_img_size)
-            )
-            grid = (size[0] // patch_size, size[1] // patch_size)
-            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *grid))
-        self.drop_after_pos = nn.Dropout(drop_rate)
-
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        # Stages after the last returned one would have parameters that never get a
-        # gradient (DDP error), so they are not built.
-        num_built = max(self.out_indices) + 1
-        self.stages = nn.ModuleList()
-        for i, depth in enumerate(depths[:num_built]):
-            start = sum(depths[:i])
-            self.stages.append(
-                SwinStage(
-                    self.num_features[i],
-                    depth,
-                    num_heads[i],
-                    window_size,
-                    rates[start : start + depth],
-                    downsample=i < num_built - 1,
-                    mask_padding=mask_padding,
-                    with_cp=with_cp,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    qk_scale=qk_scale,
-                    drop_rate=drop_rate,
-                    attn_drop_rate=attn_drop_rate,
-                    attn_impl=attn_impl,
-                    block_impl=block_impl,
-                )
-            )
-        # Norms only for returned stages: an unused parameter would break DDP.
-        for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-
-        self._init_parameters()
-        self._freeze_stages()
-        # Every load path (load_state_dict, Pretrained init_cfg, load_from, resume) converts
-        # any public Swin format, resizes position tables and checks the arch here.
-        register_checkpoint_hooks(self)
+        self.build_stages(
+            SwinStage,
+            window_size=window_size,
+            mask_padding=mask_padding,
+            with_cp=with_cp,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate,
+            attn_impl=attn_impl,
+            block_impl=block_impl,
+        )
 
     def _init_parameters(self) -> None:
-        """Random init (truncated normal, std 0.02) used when no checkpoint is loaded."""
+        super()._init_parameters()
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, WindowMSA):
+            if isinstance(module, WindowMSA):
                 nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
-        if self.use_abs_pos_embed:
-            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
-
-    def frozen_modules(self) -> list[nn.Module]:
-        """Modules that ``frozen_stages`` freezes, in forward order."""
-        if self.frozen_stages < 0:
-            return []
-        modules: list[nn.Module] = [self.patch_embed, self.drop_after_pos]
-        for i in range(min(self.frozen_stages, len(self.stages))):
-            modules.append(self.stages[i])
-            if i in self.out_indices:
-                modules.append(getattr(self, f'norm{i}'))
-        return modules
-
-    def _freeze_stages(self) -> None:
-        # Frozen at construction, not in train(): DDP records which parameters need
-        # gradients when it wraps the model, which happens before the first train().
-        if self.frozen_stages >= 0 and self.use_abs_pos_embed:
-            self.absolute_pos_embed.requires_grad_(False)
-        for module in self.frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> 'SwinBackbone':
-        """Set train/eval mode; frozen stages always stay in eval mode."""
-        super().train(mode)
-        for module in self.frozen_modules():
-            module.eval()
-        return self
-
-    def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f'SwinBackbone expects a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}')
-        if x.dim() != 4:
-            raise ValueError(f'SwinBackbone expects a 4-D input [B, C, H, W], got shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f'SwinBackbone was built with in_channels={self.in_channels} but the input has '
-                f'{x.shape[1]} channels (shape {tuple(x.shape)}); set in_channels to match'
-            )
-        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(
-                f'SwinBackbone got an empty input of shape {tuple(x.shape)}; batch, height and width must be at least 1'
-            )
-        if not x.is_floating_point():
-            raise TypeError(
-                f'SwinBackbone expects a floating-point input, got dtype {x.dtype}; '
-                'convert it with x.float() (and normalise it) first'
-            )
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        """``[B, C, H, W]`` -> tuple of ``[B, C_i, H_i, W_i]``, ``H_0 = ceil(H / patch_size)``,
-        each later stage ``ceil(previous / 2)``."""
-        self._check_input(x)
-        x = self.patch_embed(x)  # [B, H0, W0, C]
-        if self.use_abs_pos_embed:
-            pos = self.absolute_pos_embed
-            if pos.shape[2:] != x.shape[1:3]:
-                pos = F.interpolate(pos, size=x.shape[1:3], mode='bicubic', align_corners=False)
-            x = x + pos.permute(0, 2, 3, 1)
-        x = self.drop_after_pos(x)
-
-        outs = []
-        for i, stage in enumerate(self.stages):
-            out, x = stage(x)
-            if i in self.out_indices:
-                outs.append(to_channels_first(getattr(self, f'norm{i}')(out)))
-        return tuple(outs)
 
 
 def _check_int(name: str, value, minimum: int) -> None:
