@@ -78,7 +78,16 @@ class WindowMSA(nn.Module):
         return bias.view(N, N, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(self, tokens: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        """Attend inside each window, all windows of the batch at once.
+        """:meth:`attend`, then :meth:`project`: ``[B, num_windows * N, C]`` -> same shape."""
+        return self.project(self.attend(tokens, mask))
+
+    def project(self, attended: Tensor) -> Tensor:
+        """The output projection and its dropout, on ``[..., C]`` rows of :meth:`attend`."""
+        return self.proj_drop(self.proj(attended))
+
+    def attend(self, tokens: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Attend inside each window, all windows of the batch at once, before the output
+        projection.
 
         Args:
             tokens: ``[B, num_windows * N, C]``, in window order (the ``N`` tokens of a
@@ -86,7 +95,7 @@ class WindowMSA(nn.Module):
             mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
 
         Returns:
-            ``[B, num_windows * N, C]``, before the residual.
+            ``[B, num_windows * N, C]``, the heads' outputs side by side.
         """
         B, L, C = tokens.shape
         N = self.window_size * self.window_size
@@ -114,5 +123,4 @@ class WindowMSA(nn.Module):
             attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).add_(attn_bias)
             attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
             out = attn @ v
-        out = out.transpose(1, 2).reshape(B, L, C)
-        return self.proj_drop(self.proj(out))
+        return out.transpose(1, 2).reshape(B, L, C)

@@ -108,18 +108,30 @@ class SwinBlock(nn.Module):
 
     def forward_reference(self, x: Tensor, layout: WindowLayout) -> Tensor:
         """The block on all windows of the batch at once: the definition every other
-        implementation is tested against."""
+        implementation is tested against.
+
+        Padded tokens enter attention as zeros (keys and values, as in the reference
+        that pads the normalised tokens) but get no output projection and no MLP, whose
+        results for them are never used: on a padded grid the output's padded tokens
+        are zero.
+        """
         shifted = self.shifted and layout.shift_size > 0
         tokens = layout.zero_padding(self.norm1(x))
         if shifted:
             tokens = tokens.index_select(1, layout.to_shifted)
         # The mask in the dtype attention computes in, cast once per layout, not per block.
         dtype = autocast_dtype(x.device.type) or self.attn.relative_position_bias_table.dtype
-        tokens = self.attn(tokens, layout.attn_mask(shifted, dtype))
-        if shifted:
-            tokens = tokens.index_select(1, layout.from_shifted)
-        x = x + self.drop_path(tokens)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        attended = self.attn.attend(tokens, layout.attn_mask(shifted, dtype))
+        real_rows = layout.real_rows(shifted)
+        if real_rows is None:  # no padding
+            if shifted:
+                attended = attended.index_select(1, layout.from_shifted)
+            x = x + self.drop_path(self.attn.project(attended))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        real = x.index_select(1, layout.real_tokens)
+        real = real + self.drop_path(self.attn.project(attended.index_select(1, real_rows)))
+        real = real + self.drop_path(self.mlp(self.norm2(real)))
+        return layout.scatter_real(real)
 
     def dropout_active(self) -> bool:
         """Whether a dropout layer (not stochastic depth) is active: training mode, rate > 0."""

@@ -113,6 +113,11 @@ class WindowLayout:
     # [H * W] long, the window-order index of each real position of the grid.
     window_to_grid: Optional[Tensor] = None
     grid_to_window: Optional[Tensor] = None
+    # Padded grids only: [Lr] long, the regular-order index of each real token (in a
+    # fixed order of the real tokens); [L] long, for each token of the regular order, its
+    # row among the real tokens, or Lr (the zero row appended to them) for padding.
+    real_tokens: Optional[Tensor] = None
+    from_real: Optional[Tensor] = None
     _cast_masks: dict = field(default_factory=dict, repr=False)
     _valid_in_order: dict = field(default_factory=dict, repr=False)
     _chunks: dict = field(default_factory=dict, repr=False)
@@ -167,6 +172,19 @@ class WindowLayout:
             valid = self.valid_tokens.view(-1)
             self._valid_in_order[shifted] = valid[self.to_shifted] if shifted else valid
         return self._valid_in_order[shifted]
+
+    def real_rows(self, shifted: bool) -> Optional[Tensor]:
+        """``[Lr]`` long: the row of each real token (in :attr:`real_tokens`' order) in
+        the regular or the shifted window order; None when the grid needs no padding."""
+        if self.real_tokens is None or not shifted:
+            return self.real_tokens
+        return self.from_shifted.index_select(0, self.real_tokens)
+
+    def scatter_real(self, real: Tensor) -> Tensor:
+        """``[B, Lr, C]`` real tokens (in :attr:`real_tokens`' order) -> ``[B, L, C]`` in
+        regular window order, padded tokens zero. A gather, so it traces and exports."""
+        zero_row = real.new_zeros(real.shape[0], 1, real.shape[2])
+        return torch.cat([real, zero_row], 1).index_select(1, self.from_real)
 
     def zero_padding(self, tokens: Tensor) -> Tensor:
         """Set padded tokens to zero, as the reference pads normalised tokens with zeros."""
@@ -300,6 +318,13 @@ def build_window_layout(
             return None
         return torch.zeros(forbidden.shape).masked_fill_(forbidden, MASK_VALUE).to(device)
 
+    real_tokens = from_real = None
+    if needs_padding:
+        real_tokens = torch.nonzero(valid_regular.view(-1)).view(-1)
+        from_real = torch.full((num_tokens,), real_tokens.numel(), dtype=torch.long)
+        from_real[real_tokens] = torch.arange(real_tokens.numel())
+        real_tokens, from_real = real_tokens.to(device), from_real.to(device)
+
     return WindowLayout(
         height=height,
         width=width,
@@ -317,6 +342,8 @@ def build_window_layout(
         shifted_mask_free=shifted_mask_free
         if shifted_forbidden is not None and shifted_forbidden.any()
         else num_windows,
+        real_tokens=real_tokens,
+        from_real=from_real,
     )
 
 
@@ -360,6 +387,11 @@ def build_traceable_layout(
         torch.arange(height, device=device)[:, None], torch.arange(width, device=device)[None, :]
     )
     valid_regular = in_windows((rows[:, None] < height) & (cols[None, :] < width))
+    # Real tokens in grid order; each window-order token's row among them, or H * W.
+    grid_row = window_to_grid // padded_width
+    grid_col = window_to_grid - grid_row * padded_width
+    real = (grid_row < height) & (grid_col < width)
+    from_real = torch.where(real, grid_row * width + grid_col, height * width)
     to_shifted = from_shifted = shifted_mask = None
     if s > 0:
         # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
@@ -387,6 +419,8 @@ def build_traceable_layout(
         shifted_mask_free=0,
         window_to_grid=window_to_grid,
         grid_to_window=grid_to_window.reshape(-1),
+        real_tokens=grid_to_window.reshape(-1),
+        from_real=from_real,
     )
 
 
