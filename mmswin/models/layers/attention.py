@@ -123,4 +123,9 @@ class WindowMSA(nn.Module):
             attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).add_(attn_bias)
             attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
             out = attn @ v
-        return out.transpose(1, 2).reshape(B, L, C)
+        out = out.transpose(1, 2)
+        if is_transforming(q):
+            # SDPA's output strides differ between its fused kernels and its decomposition
+            # (ONNX export): copy, so that no view in the graph depends on which ran.
+            out = out.clone(memory_format=torch.contiguous_format)
+        return out.reshape(B, L, C)

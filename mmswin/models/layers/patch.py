@@ -21,8 +21,9 @@ def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool) -> Tensor:
     ``channels_last`` says whether ``x`` is ``[B, H, W, C]`` (True) or ``[B, C, H, W]``.
     """
     height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
-    pad_h = -height % multiple
-    pad_w = -width % multiple
+    # Of non-negative numbers only, which a symbolic size in an exported graph needs.
+    pad_h = (multiple - height % multiple) % multiple
+    pad_w = (multiple - width % multiple) % multiple
     if not is_transforming(x) and not (pad_h or pad_w):
         return x
     return F.pad(x, (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h))

@@ -359,8 +359,10 @@ def build_traceable_layout(
     :class:`WindowLayoutCache`'s layout.
     """
     M, s = window_size, shift_size
-    padded_height = -(-height // M) * M
-    padded_width = -(-width // M) * M
+    # Floor division of non-negative sizes only: the ONNX exporter turns a symbolic
+    # ``//`` into a truncating division, which rounds a negative quotient the wrong way.
+    padded_height = (height + M - 1) // M * M
+    padded_width = (width + M - 1) // M * M
     N = M * M
     rows = torch.arange(padded_height, device=device)
     cols = torch.arange(padded_width, device=device)
@@ -377,7 +379,8 @@ def build_traceable_layout(
     # depends on whether the grid is one window wide, and so would the graph.
     order = torch.arange(padded_height * padded_width, device=device)
     window, inside = order // N, order % N
-    window_to_grid = ((window // window_columns) * M + inside // M) * padded_width + (window % window_columns) * M
+    window_row = window // window_columns
+    window_to_grid = (window_row * M + inside // M) * padded_width + (window - window_row * window_columns) * M
     window_to_grid = window_to_grid + inside % M
 
     def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
@@ -395,7 +398,7 @@ def build_traceable_layout(
     to_shifted = from_shifted = shifted_mask = None
     if s > 0:
         # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
-        rolled = window_order_index(((rows + s) % padded_height)[:, None], ((cols + s) % padded_width)[None, :])
+        rolled = window_order_index(_wrap(rows + s, padded_height)[:, None], _wrap(cols + s, padded_width)[None, :])
         to_shifted = in_windows(rolled).reshape(-1)
         from_shifted = torch.argsort(to_shifted)
         labels = in_windows(shift_region_labels(padded_height, padded_width, M, s, device))
@@ -422,6 +425,12 @@ def build_traceable_layout(
         real_tokens=grid_to_window.reshape(-1),
         from_real=from_real,
     )
+
+
+def _wrap(index: Tensor, size) -> Tensor:
+    """``index % size`` for ``0 <= index < 2 * size``, by a comparison: the ONNX exporter
+    cannot take the remainder of a tensor by a symbolic size."""
+    return torch.where(index >= size, index - size, index)
 
 
 class WindowLayoutCache:
