@@ -1,5 +1,5 @@
 """Importing this package registers every mmswin model in :data:`mmswin.registry.MODELS`."""
 
-from .backbones import SwinBackbone
+from .backbones import SwinBackbone, SwinV2Backbone
 
-__all__ = ['SwinBackbone']
+__all__ = ['SwinBackbone', 'SwinV2Backbone']

@@ -164,7 +164,7 @@ class SwinBackboneBase(BaseModule):
         option is passed to every stage as it is.
         """
         depths, num_heads = self.arch_settings['depths'], self.arch_settings['num_heads']
-        rates = torch.linspace(0, self.drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, self.drop_path_rate, sum(depths), device='cpu').tolist()  # on a meta build too
         # Stages after the last returned one would have parameters that never get a
         # gradient (DDP error), so they are not built.
         num_built = max(self.out_indices) + 1

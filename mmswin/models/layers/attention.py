@@ -1,14 +1,19 @@
-"""Window multi-head self-attention with a relative position bias (Swin V1)."""
+"""Window multi-head self-attention: with a relative position bias table (Swin V1,
+:class:`WindowMSA`) and with scaled cosine attention and a continuous position bias
+(Swin V2, :class:`WindowMSAV2`)."""
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmswin.kernels import check_attn_impl, choose_attention_impl, is_transforming
+from mmswin.kernels import autocast_dtype, check_attn_impl, choose_attention_impl, is_transforming
 
 
 def relative_position_index(window_size: int) -> Tensor:
@@ -129,3 +134,174 @@ class WindowMSA(nn.Module):
             # (ONNX export): copy, so that no view in the graph depends on which ran.
             out = out.clone(memory_format=torch.contiguous_format)
         return out.reshape(B, L, C)
+
+
+# --- Swin V2 (Liu et al., "Swin Transformer V2", CVPR 2022) -------------------------------------
+
+# exp(logit_scale) is clamped at 100: the cosine similarities are scaled by at most 100.
+LOGIT_SCALE_MAX = math.log(100.0)
+CPB_HIDDEN_DIMS = 512
+
+
+def log_relative_coords_table(
+    window_size: int, pretrained_window_size: int = 0, device: torch.device | str | None = None
+) -> Tensor:
+    """Inputs of the continuous position bias MLP: ``[(2M - 1)**2, 2]`` float32.
+
+    Row ``(dy + M - 1) * (2M - 1) + (dx + M - 1)`` (the rows :func:`relative_position_index`
+    points at) holds the offset ``(dy, dx)``, each in ``[-(M - 1), M - 1]``, divided by
+    ``P - 1`` (``P = pretrained_window_size`` when > 0, else ``M``), times 8, then mapped
+    by ``sign(t) * log2(|t| + 1) / log2(8)``. A window of 1 has the single offset 0.
+    """
+    offsets = torch.arange(-(window_size - 1), window_size, dtype=torch.float32, device=device)
+    table = torch.stack(torch.meshgrid(offsets, offsets, indexing='ij'), dim=-1).view(-1, 2)
+    reference = pretrained_window_size if pretrained_window_size > 0 else window_size
+    table = table / max(reference - 1, 1) * 8
+    return torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+
+
+@dataclass(frozen=True)
+class PositionBiasInputs:
+    """What a V2 attention needs to compute its bias for one window size: the MLP's
+    input table ``coords_table`` ``[(2M - 1)**2, 2]`` and ``index`` ``[N * N]`` long
+    (:func:`relative_position_index`, flattened), ``N = M * M``. Built once per window
+    size and device by the stage that owns it."""
+
+    window_size: int
+    pretrained_window_size: int
+    coords_table: Tensor
+    index: Tensor
+
+    @classmethod
+    def build(
+        cls, window_size: int, pretrained_window_size: int, device: torch.device | str | None = None
+    ) -> PositionBiasInputs:
+        table = log_relative_coords_table(window_size, pretrained_window_size, device)
+        index = relative_position_index(window_size).view(-1).to(device)
+        return cls(window_size, pretrained_window_size, table, index)
+
+
+class WindowMSAV2(nn.Module):
+    """Swin V2 window attention: scaled cosine attention with a continuous relative
+    position bias.
+
+    ``softmax(cos(q, k) * exp(min(logit_scale, log 100)) + 16 * sigmoid(cpb_mlp(table))[index] + mask) v``
+    per head; ``logit_scale`` is ``[num_heads, 1, 1]``; qkv has no bias of its own but
+    learnable ``q_bias`` and ``v_bias`` (k has none); ``cpb_mlp`` is ``Linear(2,
+    cpb_hidden_dims) -> ReLU -> Linear(cpb_hidden_dims, num_heads, bias=False)``. The
+    window size is not fixed here: the caller gives it with the bias inputs, so one
+    module serves every window a stage picks for its input.
+
+    Args:
+        embed_dims: channels ``C`` of the tokens.
+        num_heads: attention heads; ``C`` must be divisible by it.
+        attn_drop_rate: dropout on the attention weights (training only).
+        proj_drop_rate: dropout after the output projection.
+        cpb_hidden_dims: hidden width of the position bias MLP (512 in every public weight).
+        attn_impl: ``'sdpa'``, ``'eager'`` or ``'auto'`` (:func:`mmswin.kernels.choose_attention_impl`).
+    """
+
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        cpb_hidden_dims: int = CPB_HIDDEN_DIMS,
+        attn_impl: str = 'auto',
+    ) -> None:
+        super().__init__()
+        check_attn_impl(attn_impl)
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.attn_drop_rate = attn_drop_rate
+        self.attn_impl = attn_impl
+        self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(embed_dims))
+        self.v_bias = nn.Parameter(torch.zeros(embed_dims))
+        self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+        self.cpb_mlp = nn.Sequential(
+            nn.Linear(2, cpb_hidden_dims), nn.ReLU(inplace=True), nn.Linear(cpb_hidden_dims, num_heads, bias=False)
+        )
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
+        # (window, pretrained window, device, dtype) -> (weights' identity, bias); eager no-grad only.
+        self._bias_cache: OrderedDict = OrderedDict()
+
+    def reset_parameters(self) -> None:
+        """The V2 initial values: ``logit_scale = log(10)``, ``q_bias = v_bias = 0``."""
+        with torch.no_grad():
+            self.logit_scale.fill_(math.log(10.0))
+            self.q_bias.zero_()
+            self.v_bias.zero_()
+
+    def position_bias(self, inputs: PositionBiasInputs) -> Tensor:
+        """``[num_heads, N, N]`` contiguous: ``16 * sigmoid(cpb_mlp(coords_table))`` gathered
+        by ``index``. The MLP runs on the ``(2M - 1)**2`` offsets, not the ``N * N`` pairs.
+
+        Without autograd (and outside tracing), the result is kept per window size until
+        the MLP's weights change (in place or replaced), so inference computes it once.
+        """
+        table = inputs.coords_table
+        cacheable = not torch.is_grad_enabled() and not is_transforming(table)
+        if cacheable:
+            weights = tuple((p.data_ptr(), p._version) for p in self.cpb_mlp.parameters())
+            key = (inputs.window_size, inputs.pretrained_window_size, table.device, autocast_dtype(table.device.type))
+            hit = self._bias_cache.get(key)
+            if hit is not None and hit[0] == weights:
+                return hit[1]
+        N = inputs.window_size * inputs.window_size
+        bias = 16 * torch.sigmoid(self.cpb_mlp(table))  # [(2M - 1)**2, heads]
+        bias = bias[inputs.index].view(N, N, self.num_heads).permute(2, 0, 1).contiguous()
+        if cacheable:
+            self._bias_cache[key] = (weights, bias)
+            if len(self._bias_cache) > 8:
+                self._bias_cache.popitem(last=False)
+        return bias
+
+    def forward(self, tokens: Tensor, inputs: PositionBiasInputs, mask: Optional[Tensor] = None) -> Tensor:
+        """Attend inside each window, all windows of the batch at once.
+
+        Args:
+            tokens: ``[B, num_windows * N, C]`` in window order, ``N = inputs.window_size ** 2``.
+            inputs: the position bias inputs of this window size.
+            mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
+
+        Returns:
+            ``[B, num_windows * N, C]``, before the residual (and before ``norm1``).
+        """
+        B, L, C = tokens.shape
+        N = inputs.window_size * inputs.window_size
+        heads = self.num_heads
+        windows = B * (L // N)
+        qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias, requires_grad=False), self.v_bias))
+        qkv = F.linear(tokens, self.qkv.weight, qkv_bias)
+        q, k, v = qkv.view(windows, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().to(q.dtype)  # [heads, 1, 1]
+        q = F.normalize(q, dim=-1) * scale
+        k = F.normalize(k, dim=-1)
+
+        attn_bias = self.position_bias(inputs).to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
+        if mask is not None:
+            attn_bias = attn_bias + mask.to(q.dtype).unsqueeze(1)  # [nW, heads, N, N]
+            # SDPA's fused kernels take 4-D masks only: one copy per image (traced code
+            # always copies, as WindowMSA does, so that no graph depends on B).
+            if is_transforming(q):
+                attn_bias = attn_bias.repeat(B, 1, 1, 1)
+            else:
+                attn_bias = attn_bias.expand(B, -1, -1, -1, -1).reshape(windows, heads, N, N)
+        dropout_p = self.attn_drop_rate if self.training else 0.0
+        needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
+        impl = choose_attention_impl(self.attn_impl, q.device.type, needs_grad, is_transforming(q))
+        if impl == 'sdpa':
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=1.0)
+        else:
+            attn = torch.matmul(q, k.transpose(-2, -1)).add_(attn_bias)
+            attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
+            out = attn @ v
+        out = out.transpose(1, 2)
+        if is_transforming(q):
+            out = out.clone(memory_format=torch.contiguous_format)  # as in WindowMSA (export)
+        out = out.reshape(B, L, C)
+        return self.proj_drop(self.proj(out))

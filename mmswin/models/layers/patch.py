@@ -64,8 +64,31 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = pad_to_multiple(x, 2, channels_last=True)
-        B, H, W, C = x.shape
-        # [B, H/2, dy, W/2, dx, C] -> [B, H/2, W/2, dx, dy, C]: channel block k = 2*dx + dy.
-        x = x.view(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, H // 2, W // 2, 4 * C)
-        return self.reduction(self.norm(x))
+        return self.reduction(self.norm(concat_2x2(x)))
+
+
+def concat_2x2(x: Tensor) -> Tensor:
+    """``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), 4C]``: each 2x2 neighbourhood, zero-padded
+    at bottom/right for odd sizes, concatenated in the official order
+    ``x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]`` (V1 and V2 alike)."""
+    x = pad_to_multiple(x, 2, channels_last=True)
+    B, H, W, C = x.shape
+    # [B, H/2, dy, W/2, dx, C] -> [B, H/2, W/2, dx, dy, C]: channel block k = 2*dx + dy.
+    return x.view(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, H // 2, W // 2, 4 * C)
+
+
+class PatchMergingV2(nn.Module):
+    """Swin V2 patch merging: concatenate each 2x2 neighbourhood (:func:`concat_2x2`),
+    project ``4C -> 2C`` without bias, *then* normalise (V1 normalises before projecting).
+
+    ``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None):
+        super().__init__()
+        out_channels = out_channels or 2 * in_channels
+        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.reduction(concat_2x2(x)))

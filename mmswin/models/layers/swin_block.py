@@ -1,4 +1,5 @@
-"""The Swin block: (S)W-MSA and an MLP, each pre-norm with a residual (Liu et al., 2021).
+"""The Swin block: (S)W-MSA and an MLP, each pre-norm with a residual (Liu et al., 2021),
+and the Swin V2 block, the same two branches with res-post-norm (:class:`SwinBlockV2`).
 
 :meth:`SwinBlock.forward_reference` is the one definition of the block, the
 whole-tensor formulation. :meth:`SwinBlock.forward` runs the block by the
@@ -14,10 +15,10 @@ from torch import Tensor, nn
 
 from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block
 
-from .attention import WindowMSA
+from .attention import PositionBiasInputs, WindowMSA, WindowMSAV2
 from .window_layout import WindowLayout
 
-__all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock']
+__all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock', 'SwinBlockV2']
 
 
 class DropPath(nn.Module):
@@ -137,3 +138,58 @@ class SwinBlock(nn.Module):
         """Whether a dropout layer (not stochastic depth) is active: training mode, rate > 0."""
         rates = (self.mlp.drop.p, self.attn.attn_drop_rate, self.attn.proj_drop.p)
         return self.training and any(rate > 0 for rate in rates)
+
+
+class SwinBlockV2(nn.Module):
+    """One Swin V2 block on tokens in a stage's regular window order: res-post-norm,
+    ``x = x + drop_path(norm1(attn(x)))``, then ``x = x + drop_path(norm2(mlp(x)))``;
+    attention (:class:`~.attention.WindowMSAV2`) sees the un-normalised stream.
+
+    Works on ``[B, L, C]`` tokens as :class:`SwinBlock` does, with the same layouts,
+    gathers and masks, and always as the whole-tensor formulation: it does not consult
+    :func:`mmswin.kernels.choose_block_impl`, whose CPU chunked kernels compute V1's
+    pre-norm block with a learned bias table, not this one. ``attn_impl`` says how the
+    attention op runs (:func:`~mmswin.kernels.choose_attention_impl`).
+    """
+
+    def __init__(
+        self,
+        embed_dims: int,
+        num_heads: int,
+        shifted: bool,
+        mlp_ratio: float = 4.0,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        attn_impl: str = 'auto',
+    ):
+        super().__init__()
+        self.shifted = shifted
+        self.norm1 = nn.LayerNorm(embed_dims)  # applied to the attention's output
+        self.attn = WindowMSAV2(
+            embed_dims, num_heads, attn_drop_rate=attn_drop_rate, proj_drop_rate=drop_rate, attn_impl=attn_impl
+        )
+        self.drop_path = DropPath(drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims)  # applied to the MLP's output
+        self.mlp = Mlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
+
+    def reset_parameters(self) -> None:
+        """The V2 initial values of the post-norms: weight 0 and bias 0, so that a fresh
+        block starts as the identity."""
+        for norm in (self.norm1, self.norm2):
+            nn.init.zeros_(norm.weight)
+            nn.init.zeros_(norm.bias)
+
+    def forward(self, x: Tensor, layout: WindowLayout, bias_inputs: PositionBiasInputs) -> Tensor:
+        """``[B, L, C]`` tokens in regular window order -> same shape; ``bias_inputs`` are
+        those of ``layout.window_size``. Padded tokens of the output carry no meaning."""
+        shifted = self.shifted and layout.shift_size > 0
+        tokens = layout.zero_padding(x)  # the reference pads the stream itself with zeros
+        if shifted:
+            tokens = tokens.index_select(1, layout.to_shifted)
+        dtype = autocast_dtype(x.device.type) or self.norm1.weight.dtype
+        tokens = self.attn(tokens, bias_inputs, layout.attn_mask(shifted, dtype))
+        if shifted:
+            tokens = tokens.index_select(1, layout.from_shifted)
+        x = x + self.drop_path(self.norm1(tokens))
+        return x + self.drop_path(self.norm2(self.mlp(x)))
