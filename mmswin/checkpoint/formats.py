@@ -1,4 +1,5 @@
-"""Checkpoint layouts: find the tensors, detect the format from the keys, convert to mmswin's.
+"""Checkpoint layouts: find the tensors, detect the format and the Swin version (V1 or V2)
+from the keys, convert to mmswin's.
 
 Conversion needs no model: it renames keys, moves patch merging to the end of the
 stage it reduces, and reorders the patch-merging weights of formats that concatenate
@@ -12,6 +13,11 @@ mmswin's layout (the target)::
     stages.{i}.downsample.{norm, reduction}    merging at the END of stage i, concat order
                                                x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]
     norm{i}.*                                  output norm of stage i
+
+Swin V2 (SwinV2Backbone) has the same structure; its blocks hold
+``attn.{qkv.weight, q_bias, v_bias, logit_scale, cpb_mlp.0.*, cpb_mlp.2.weight, proj}``
+instead of V1's qkv bias and table, and ``downsample.norm`` normalises the reduced ``2C``
+channels, so it needs no reordering in any format.
 """
 
 from __future__ import annotations
@@ -50,7 +56,10 @@ _MMSWIN_KEY = re.compile(r'stages\.\d+\.blocks\.\d+\.(attn\.(qkv|proj|relative_p
 _OPENMMLAB_KEY = re.compile(r'stages\.\d+\.blocks\.\d+\.(attn\.w_msa|ffn\.layers)\.|patch_embed\.projection\.')
 _LAYERS_KEY = re.compile(r'layers[._]\d+\.blocks\.\d+\.')
 _TORCHVISION_KEY = re.compile(r'features\.\d+\.\d+\.attn\.')
-_SWIN_V2_MARKERS = ('cpb_mlp', 'logit_scale', 'relative_coords_table')
+_SWIN_V2_MARKERS = ('cpb_mlp', 'logit_scale', 'relative_coords_table', 'q_bias')
+_SWIN_V1_MARKERS = ('relative_position_bias_table',)
+# The name of a format where it differs for V2 (only MMPretrain has a Swin V2).
+V2_FORMAT_NAMES = {'openmmlab': 'MMPretrain'}
 # A Swin key anywhere in a name: used to suggest a ``prefix`` when nothing matched.
 _SWIN_ANYWHERE = re.compile(
     r'(?:^|\.)(layers[._]\d+\.blocks\.|stages\.\d+\.blocks\.|patch_embed\.proj|'
@@ -65,6 +74,7 @@ class ConvertedCheckpoint:
     state_dict: 'OrderedDict[str, Tensor]'
     format: str
     variant: str = ''
+    version: int = 1  # Swin V1 or V2
     # mmswin key -> the key it had in the checkpoint (for error messages).
     source_keys: dict = field(default_factory=dict)
     # reason -> number of keys dropped by design.
@@ -72,9 +82,14 @@ class ConvertedCheckpoint:
 
     @property
     def description(self) -> str:
-        """E.g. ``'official Swin (classification)'``."""
-        name = FORMAT_NAMES[self.format]
-        return f'{name} ({self.variant})' if self.variant else name
+        """E.g. ``'official Swin (classification)'``, ``'timm (V2)'``."""
+        name = (
+            V2_FORMAT_NAMES.get(self.format, FORMAT_NAMES[self.format])
+            if self.version == 2
+            else FORMAT_NAMES[self.format]
+        )
+        parts = (['V2'] if self.version == 2 else []) + ([self.variant] if self.variant else [])
+        return f'{name} ({", ".join(parts)})' if parts else name
 
 
 def extract_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> tuple['OrderedDict[str, Tensor]', int]:
@@ -127,19 +142,43 @@ def _find_tensors(checkpoint: Any) -> 'OrderedDict[str, Tensor]':
     return tensors
 
 
-def detect_format(keys: Iterable[str], shapes: Optional[Mapping[str, tuple]] = None) -> str:
+def swin_version(keys: Iterable[str]) -> tuple[Optional[int], Optional[str]]:
+    """``(1 or 2, the key that says so)`` from a V1 or V2 attention key, ``(None, None)``
+    when no key tells (e.g. a state dict of the patch embedding alone)."""
+    keys = list(keys)
+    for version, markers in ((2, _SWIN_V2_MARKERS), (1, _SWIN_V1_MARKERS)):
+        key = next((key for key in keys if any(marker in key for marker in markers)), None)
+        if key is not None:
+            return version, key
+    return None, None
+
+
+_BACKBONE_OF_VERSION = {1: 'SwinBackbone', 2: 'SwinV2Backbone'}
+
+
+def check_swin_version(keys: Iterable[str], version: Optional[int]) -> Optional[int]:
+    """The checkpoint's Swin version (:func:`swin_version`); a CheckpointFormatError
+    saying which version it is when it is not ``version`` (None accepts either)."""
+    found, key = swin_version(keys)
+    if version is not None and found is not None and found != version:
+        raise CheckpointFormatError(
+            f'this is a Swin Transformer V{found} checkpoint ({key!r}), and {_BACKBONE_OF_VERSION[version]} '
+            f'is Swin V{version}, whose attention and position bias differ; load it into '
+            f"type='mmswin.{_BACKBONE_OF_VERSION[found]}', or use a V{version} checkpoint"
+        )
+    return found
+
+
+def detect_format(keys: Iterable[str], shapes: Optional[Mapping[str, tuple]] = None, version: Optional[int] = 1) -> str:
     """Name the layout of a backbone state dict from its keys (see :data:`FORMAT_NAMES`).
 
     ``shapes`` (key -> shape) settles official vs timm when a truncated state dict leaves
-    the position of patch merging ambiguous.
+    the position of patch merging ambiguous. ``version`` is the Swin version the weights
+    are for (1: SwinBackbone, 2: SwinV2Backbone, None: either); a checkpoint of the other
+    version raises a CheckpointFormatError that names its version.
     """
     keys = list(keys)
-    v2 = next((key for key in keys if any(marker in key for marker in _SWIN_V2_MARKERS)), None)
-    if v2 is not None:
-        raise CheckpointFormatError(
-            f'this is a Swin Transformer V2 checkpoint ({v2!r}); mmswin implements Swin V1, '
-            'whose attention and position bias differ'
-        )
+    check_swin_version(keys, version)
     found = []
     if any(_MMSWIN_KEY.match(key) for key in keys):
         found.append('mmswin')
@@ -203,7 +242,7 @@ def _normalise_timm_key(key: str) -> str:
 def _dropped_by_design(key: str) -> Optional[str]:
     if key.startswith('head.') or key == 'head':
         return HEAD
-    if key.endswith('relative_position_index') or key.endswith('attn_mask'):
+    if key.endswith(('relative_position_index', 'attn_mask', 'relative_coords_table', 'attn.k_bias')):
         return BUFFER
     return None
 
@@ -253,6 +292,31 @@ def _convert_openmmlab(key: str, tensor: Tensor, last_stage: int) -> tuple[str, 
     return _final_norm(key, last_stage), _position_embedding(key, tensor)
 
 
+def _convert_mmpretrain_v2(key: str, tensor: Tensor, last_stage: int) -> tuple[str, Tensor]:
+    # MMPretrain's SwinTransformerV2 merges at the start of stage i, as timm; its merging
+    # norm follows the reduction (2C channels), so only the reduction is reordered.
+    key = re.sub(r'^stages\.(\d+)\.downsample\.', lambda m: f'stages.{int(m.group(1)) - 1}.downsample.', key)
+    key = re.sub(r'^patch_embed\.projection\.', 'patch_embed.proj.', key)
+    key = key.replace('.attn.w_msa.', '.attn.')
+    key = key.replace('.ffn.layers.0.0.', '.mlp.fc1.').replace('.ffn.layers.1.', '.mlp.fc2.')
+    if re.match(r'stages\.\d+\.downsample\.reduction\.weight$', key):
+        tensor = unfold_to_official_reduction(tensor)
+    return _final_norm(key, last_stage), _position_embedding(key, tensor)
+
+
+def _split_qkv_bias(converted: ConvertedCheckpoint) -> None:
+    """torchvision's V2 keeps q, k and v biases in one ``qkv.bias`` (the k part unused,
+    zeroed on every call): it becomes ``q_bias`` and ``v_bias``, in place."""
+    for key in [key for key in converted.state_dict if key.endswith('.attn.qkv.bias')]:
+        bias = converted.state_dict.pop(key)
+        source = converted.source_keys.pop(key)
+        channels = bias.shape[0] // 3
+        stem = key[: -len('qkv.bias')]
+        for name, part in (('q_bias', bias[:channels]), ('v_bias', bias[2 * channels :])):
+            converted.state_dict[stem + name] = part.clone()
+            converted.source_keys[stem + name] = source
+
+
 def _convert_mmswin(key: str, tensor: Tensor, last_stage: int) -> tuple[str, Tensor]:
     return key, tensor
 
@@ -297,25 +361,31 @@ _CONVERTERS: dict[str, tuple[Callable, str]] = {
 }
 
 
-def convert_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> ConvertedCheckpoint:
-    """Convert a checkpoint of any accepted format to mmswin's layout.
+def convert_state_dict(
+    checkpoint: Any, prefix: Optional[str] = None, version: Optional[int] = None
+) -> ConvertedCheckpoint:
+    """Convert a checkpoint of any accepted format, Swin V1 or V2, to mmswin's layout.
 
     Args:
         checkpoint: a loaded checkpoint: a state dict, or a dict wrapping one under
             ``state_dict`` / ``model``, with or without ``module.`` / ``backbone.`` prefixes.
         prefix: take only the keys under this prefix (e.g. ``'backbone.'``); by default
             ``backbone.`` keys when there are any, else all keys.
+        version: the Swin version the weights are for (1 or 2), or None for either.
 
     Raises:
-        CheckpointFormatError: no tensors, an unknown or mixed layout, Swin V2.
+        CheckpointFormatError: no tensors, an unknown or mixed layout, the other Swin version.
     """
     tensors, outside = extract_state_dict(checkpoint, prefix)
-    fmt = detect_format(tensors.keys(), {key: tuple(value.shape) for key, value in tensors.items()})
+    found_version = check_swin_version(tensors.keys(), version) or version or 1
+    fmt = detect_format(tensors.keys(), {key: tuple(value.shape) for key, value in tensors.items()}, found_version)
     convert, stage_pattern = _CONVERTERS[fmt]
+    if found_version == 2 and fmt == 'openmmlab':
+        convert = _convert_mmpretrain_v2
     num_stages = _num_stages(tensors.keys(), stage_pattern)
     if fmt == 'torchvision':
         num_stages = (num_stages + 1) // 2  # features 1, 3, 5, 7 are the stages
-    converted = ConvertedCheckpoint(OrderedDict(), fmt)
+    converted = ConvertedCheckpoint(OrderedDict(), fmt, version=found_version)
     if outside:
         converted.ignored[OUTSIDE] = outside
     for key, tensor in tensors.items():
@@ -331,6 +401,8 @@ def convert_state_dict(checkpoint: Any, prefix: Optional[str] = None) -> Convert
             )
         converted.state_dict[new_key] = new_tensor
         converted.source_keys[new_key] = key
+    if found_version == 2 and fmt == 'torchvision':
+        _split_qkv_bias(converted)
     if fmt == 'official':
         has_output_norms = any(re.match(r'norm\d+\.', key) for key in tensors)
         converted.variant = 'detection/segmentation' if has_output_norms else 'classification'

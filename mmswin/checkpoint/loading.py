@@ -38,7 +38,11 @@ UNUSED_NORM = 'output norms of stages not in out_indices'
 
 
 def fit_state_dict(
-    converted: ConvertedCheckpoint, model_shapes: Mapping[str, tuple], num_stages: int, model_arch: Optional[str] = None
+    converted: ConvertedCheckpoint,
+    model_shapes: Mapping[str, tuple],
+    num_stages: int,
+    model_arch: Optional[str] = None,
+    model_name: str = 'SwinBackbone',
 ) -> tuple['OrderedDict[str, Tensor]', LoadReport]:
     """Fit an mmswin-layout checkpoint to one model, or raise if it is for another one.
 
@@ -48,6 +52,7 @@ def fit_state_dict(
         num_stages: stages of the model's arch, including those it does not build
             (stages after the last of ``out_indices``).
         model_arch: how to describe the model in errors; read from the shapes if None.
+        model_name: the model's class, for the report and errors.
 
     Returns:
         The state dict to load and its report.
@@ -60,7 +65,9 @@ def fit_state_dict(
     num_built = 1 + max(
         (int(m.group(1)) for m in (re.match(r'stages\.(\d+)\.', key) for key in model_shapes) if m), default=-1
     )
-    report = LoadReport(source=converted.description, expected=len(model_shapes), ignored=converted.ignored.copy())
+    report = LoadReport(
+        source=converted.description, expected=len(model_shapes), ignored=converted.ignored.copy(), model=model_name
+    )
     fitted: 'OrderedDict[str, Tensor]' = OrderedDict()
     unexpected = []
     for key, tensor in converted.state_dict.items():
@@ -87,7 +94,7 @@ def fit_state_dict(
     def mismatch(problem: str) -> CheckpointMismatchError:
         checkpoint_arch = describe_arch({key: tuple(value.shape) for key, value in converted.state_dict.items()})
         return CheckpointMismatchError(
-            f'SwinBackbone cannot load this checkpoint (format: {converted.description}): {problem}. The '
+            f'{model_name} cannot load this checkpoint (format: {converted.description}): {problem}. The '
             f'checkpoint was made for another architecture (checkpoint: {checkpoint_arch}; model: '
             f'{model_arch or describe_arch(model_shapes)}); '
             "build the backbone with the checkpoint's arch, or use a checkpoint made for this one"
@@ -176,7 +183,8 @@ def _model_arch(module: nn.Module) -> Optional[str]:
 
 
 def register_checkpoint_hooks(module: nn.Module) -> None:
-    """Route every ``load_state_dict`` of ``module`` (a SwinBackbone) through the converter.
+    """Route every ``load_state_dict`` of ``module`` (a SwinBackbone or SwinV2Backbone)
+    through the converter.
 
     Registers :func:`convert_before_load` as a load-state-dict pre-hook and
     :func:`report_after_load` as a post-hook. Call once, in ``__init__``.
@@ -197,9 +205,11 @@ def convert_before_load(
 ) -> None:
     """Pre-hook: rewrite the backbone's part of ``state_dict`` (keys under ``prefix``) in place."""
     own_keys = [key for key in state_dict if key.startswith(prefix)]
+    model_name = type(module).__name__
     if not own_keys:
         module._pending_checkpoint_report = LoadReport(
             source='none',
+            model=model_name,
             expected=len(module.state_dict()),
             notes=[
                 f'the state dict has no tensors for this backbone (prefix {prefix!r}); it keeps its current weights'
@@ -207,12 +217,17 @@ def convert_before_load(
         )
         return
     local = OrderedDict((key[len(prefix) :], state_dict[key]) for key in own_keys)
+    version = getattr(module, 'swin_version', 1)
     model_shapes = OrderedDict((key, tuple(value.shape)) for key, value in module.state_dict(keep_vars=True).items())
     if all(isinstance(value, Tensor) and model_shapes.get(key) == tuple(value.shape) for key, value in local.items()):
-        converted = ConvertedCheckpoint(local, 'mmswin')  # mmswin's layout and shapes: skip detection
+        converted = ConvertedCheckpoint(local, 'mmswin', version=version)  # mmswin's own: skip detection
     else:
-        converted = convert_state_dict(local, prefix=None)
-    fitted, report = fit_state_dict(converted, model_shapes, getattr(module, 'num_stages', 0), _model_arch(module))
+        converted = convert_state_dict(local, prefix=None, version=version)
+    fitted, report = fit_state_dict(
+        converted, model_shapes, getattr(module, 'num_stages', 0), _model_arch(module), model_name
+    )
+    if hasattr(module, 'load_report_details'):
+        report.details.extend(module.load_report_details())
     module._pending_checkpoint_report = report
     unchanged = len(fitted) == len(local) and all(local.get(key) is tensor for key, tensor in fitted.items())
     if unchanged:

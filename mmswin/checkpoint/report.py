@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class LoadReport:
-    """What one ``load_state_dict`` did to a SwinBackbone.
+    """What one ``load_state_dict`` did to a SwinBackbone (or SwinV2Backbone).
 
     Attributes:
         source: the detected format, e.g. ``'official Swin (classification)'``.
@@ -23,6 +23,8 @@ class LoadReport:
             head, recomputed buffers, stages or output norms the model does not build, keys
             outside ``backbone.``).
         notes: things to look at, logged as a warning.
+        model: the backbone's class name.
+        details: settings worth stating, logged as information (V2: its windows).
     """
 
     source: str
@@ -32,9 +34,11 @@ class LoadReport:
     left_at_init: list = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
     notes: list = field(default_factory=list)
+    model: str = 'SwinBackbone'
+    details: list = field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f'SwinBackbone: loaded {self.loaded}/{self.expected} tensors (format: {self.source})']
+        parts = [f'{self.model}: loaded {self.loaded}/{self.expected} tensors (format: {self.source})']
         parts.extend(_describe_resized(self.resized))
         if self.left_at_init:
             parts.append(f'left at init (not in the checkpoint): {", ".join(_module_names(self.left_at_init))}')
@@ -43,6 +47,7 @@ class LoadReport:
                 'ignored by design: '
                 + ', '.join(f'{reason} ({count})' for reason, count in sorted(self.ignored.items()))
             )
+        parts.extend(self.details)
         parts.extend(self.notes)
         return '; '.join(parts)
 
@@ -84,8 +89,14 @@ def describe_arch(shapes: Mapping[str, Sequence[int]]) -> str:
         stages = range(max(blocks) + 1)
         parts.append(f'depths={tuple(len(blocks.get(i, ())) for i in stages)}')
         tables = [shapes.get(f'stages.{i}.blocks.0.attn.relative_position_bias_table') for i in stages]
-        heads = tuple(table[1] if table is not None and len(table) == 2 else '?' for table in tables)
+        scales = [shapes.get(f'stages.{i}.blocks.0.attn.logit_scale') for i in stages]  # V2: [heads, 1, 1]
+        heads = tuple(
+            table[1] if table is not None and len(table) == 2 else scale[0] if scale is not None else '?'
+            for table, scale in zip(tables, scales)
+        )
         parts.append(f'num_heads={heads}')
+        if any(scale is not None for scale in scales):
+            parts.append('Swin V2')
         first = next((table for table in tables if table is not None and len(table) == 2), None)
         if first is not None:
             parts.append(f'window_size={(_table_side(first) + 1) // 2}')
