@@ -15,6 +15,7 @@ _EXPORTS = {
     'IterSeedHook': 'iter_seed',
     'PlainCheckpointHook': 'plain_checkpoint',
     'SkipNonFiniteOptimWrapper': 'finite_loss',
+    'SwinLayerDecayOptimWrapperConstructor': 'layer_decay',
 }
 __all__ = sorted(_EXPORTS)
 
