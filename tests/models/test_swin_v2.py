@@ -25,20 +25,21 @@ def mini(**kwargs) -> SwinV2Backbone:
     return SwinV2Backbone(arch=MINI_ARCH, **{'drop_path_rate': 0.0, **kwargs})
 
 
-# One head whose logit scale is above the clamp (log 100): dropping the clamp shows. Only
-# one, because a scale of 100 makes softmax sharp, and fp32 rounding with it.
+# The head put above the clamp (log 100) where a test asks for it. Only one: a scale of 100
+# makes softmax sharp, and fp32 rounding with it.
 OVER_THE_CLAMP = 'stages.2.blocks.1.attn.logit_scale'
 
 
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every parameter away from its init, so that a weight in the wrong place shows."""
+def randomize_(model: torch.nn.Module, seed: int = 0, over_the_clamp: bool = False) -> torch.nn.Module:
+    """Every parameter away from its init, so that a weight in the wrong place shows;
+    ``over_the_clamp``: head 0 of :data:`OVER_THE_CLAMP` at ``log(100) + 1``."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
             noise = torch.randn(param.shape, generator=generator)
             if name.endswith('logit_scale'):
                 param.copy_(math.log(10) + 0.3 * noise)
-                if name == OVER_THE_CLAMP:
+                if over_the_clamp and name == OVER_THE_CLAMP:
                     param[0] = math.log(100) + 1.0
             elif param.dim() >= 2:
                 param.copy_(noise / param[0].numel() ** 0.5)
@@ -166,23 +167,26 @@ def max_error(model, images, mask_padding=False):
 
 
 PARITY_CASES = {
-    # name: (input size, window_size, pretrained_window_sizes, mask_padding)
+    # name: (input size, window_size, pretrained_window_sizes, mask_padding, a head over the clamp)
     # 25x33 tokens: padded in every stage at window 7; stage 2 (7x9) and 3 (4x5) are small maps.
-    '1x97x131': ((1, 3, 97, 131), 7, 0, False),
+    '1x97x131': ((1, 3, 97, 131), 7, 0, False, False),
     # 34x51 tokens, two images: padded in every stage, shifted windows in stages 0-2.
-    '2x133x201': ((2, 3, 133, 201), 7, 0, False),
+    '2x133x201': ((2, 3, 133, 201), 7, 0, False, False),
     # 10x50 tokens: from stage 1 the smaller side (5) is at most the window (8).
-    'small_map_40x200': ((1, 3, 40, 200), 8, 0, False),
+    'small_map_40x200': ((1, 3, 40, 200), 8, 0, False, False),
     # Windows 6 with weights pretrained at windows 8 and 4: offsets normalised by P - 1.
-    'window_6_pretrained_8': ((1, 3, 97, 131), 6, (8, 8, 8, 4), False),
-    'mask_padding': ((1, 3, 61, 75), 5, 0, True),
+    'window_6_pretrained_8': ((1, 3, 97, 131), 6, (8, 8, 8, 4), False, False),
+    'mask_padding': ((1, 3, 61, 75), 5, 0, True, False),
+    # exp(logit_scale) = e * 100 in one head, clamped to 100 (16x19 tokens, window 7).
+    'logit_clamp': ((1, 3, 61, 75), 7, 0, False, True),
 }
 
 
 @pytest.mark.parametrize('case', list(PARITY_CASES))
 def test_backbone_equals_the_plain_reference(case):
-    size, window, pretrained, mask_padding = PARITY_CASES[case]
-    model = randomize_(mini(window_size=window, pretrained_window_sizes=pretrained, mask_padding=mask_padding))
+    size, window, pretrained, mask_padding, over_the_clamp = PARITY_CASES[case]
+    model = mini(window_size=window, pretrained_window_sizes=pretrained, mask_padding=mask_padding)
+    randomize_(model, over_the_clamp=over_the_clamp)
     images = torch.randn(size, generator=torch.Generator().manual_seed(1))
     error = max_error(model, images, mask_padding)
     assert error < 1e-5, f'{case}: max abs error {error:.2e}'
@@ -191,7 +195,7 @@ def test_backbone_equals_the_plain_reference(case):
 def test_the_reference_sees_the_clamp_and_the_block_order(monkeypatch):
     """The parity test can fail: without the logit clamp, or with a pre-norm block, the
     backbone leaves the reference by far more than the tolerance."""
-    model = randomize_(mini(window_size=7))
+    model = randomize_(mini(window_size=7), over_the_clamp=True)  # the 'logit_clamp' case
     images = torch.randn(1, 3, 61, 75, generator=torch.Generator().manual_seed(1))
     assert max_error(model, images) < 1e-5
     with monkeypatch.context() as patch:
