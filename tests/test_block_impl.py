@@ -198,3 +198,45 @@ def test_bf16_autocast_inference_is_finite_and_as_close_as_the_reference(block_i
     for e, a, r in zip(exact, low, low_reference):
         assert torch.isfinite(a).all()
         assert (a.float() - e).abs().mean() <= 1.5 * (r.float() - e).abs().mean() + 1e-6
+
+
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('traced_layout', [False, True], ids=['eager_layout', 'traced_layout'])
+def test_reference_block_projects_and_mlps_real_tokens_only(shifted, traced_layout):
+    """On a padded grid the whole-tensor block gives the output projection and the MLP
+    the real tokens alone (as many rows as the image has tokens), with the same real
+    outputs as the block that runs them on every padded token, and zero padded outputs."""
+    from mmswin.models.layers.window_layout import build_traceable_layout
+
+    height, width = 9, 12
+    if traced_layout:
+        layout = build_traceable_layout(height, width, 7, 3, False, torch.device('cpu'))
+    else:
+        layout = build_window_layout(height, width, 7, 3)
+    block = perturb_(SwinBlock(16, 2, 7, shifted=shifted, block_impl='reference')).eval()
+    x = layout.to_windows(torch.randn(2, height, width, 16))
+    rows_seen = {}
+
+    def count_rows(name):
+        def hook(module, inputs, output):
+            rows_seen.setdefault(name, inputs[0].shape[1])  # the first call: the block's own
+
+        return hook
+
+    block.attn.proj.register_forward_hook(count_rows('proj'))
+    block.mlp.fc1.register_forward_hook(count_rows('fc1'))
+    with torch.no_grad():
+        out = block.forward_reference(x, layout)
+        # The block on every padded token, spelled out.
+        tokens = layout.zero_padding(block.norm1(x))
+        if shifted:
+            tokens = tokens.index_select(1, layout.to_shifted)
+        attended = block.attn(tokens, layout.attn_mask(shifted, torch.float32))
+        if shifted:
+            attended = attended.index_select(1, layout.from_shifted)
+        mid = x + attended
+        every_token = mid + block.mlp(block.norm2(mid))
+    assert rows_seen == {'proj': height * width, 'fc1': height * width}
+    valid = layout.valid_tokens
+    assert (out - every_token).masked_fill(~valid, 0).abs().max() < 1e-5
+    assert not out.masked_fill(valid, 0).any()

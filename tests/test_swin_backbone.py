@@ -139,13 +139,14 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
         reference = [base(x), unmasked(x)]
         # Fill padded tokens with large noise instead of zeros after norm1 (on the reference
         # and on the chunked path): masked keys must not matter.
-        monkeypatch.setattr(
-            window_layout.WindowLayout,
-            'zero_padding',
-            lambda self, t: (
-                t if self.valid_tokens is None else torch.where(self.valid_tokens, t, 30 * torch.randn_like(t))
-            ),
-        )
+        zero_padded = window_layout.WindowLayout.scatter_real
+
+        def noise_padded(layout, real, shifted=False):
+            tokens = zero_padded(layout, real, shifted)
+            valid = layout.valid_mask(shifted).view(1, -1, 1)
+            return torch.where(valid, tokens, 30 * torch.randn_like(tokens))
+
+        monkeypatch.setattr(window_layout.WindowLayout, 'scatter_real', noise_padded)
         monkeypatch.setattr(
             cpu_chunked,
             'padded_normed',

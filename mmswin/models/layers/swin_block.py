@@ -112,24 +112,27 @@ class SwinBlock(nn.Module):
         implementation is tested against.
 
         Padded tokens enter attention as zeros (keys and values, as in the reference
-        that pads the normalised tokens) but get no output projection and no MLP, whose
-        results for them are never used: on a padded grid the output's padded tokens
-        are zero.
+        that pads the normalised tokens) but get no norm, no output projection and no
+        MLP, whose results for them are never used: on a padded grid the output's padded
+        tokens are zero.
         """
         shifted = self.shifted and layout.shift_size > 0
-        tokens = layout.zero_padding(self.norm1(x))
-        if shifted:
-            tokens = tokens.index_select(1, layout.to_shifted)
         # The mask in the dtype attention computes in, cast once per layout, not per block.
         dtype = autocast_dtype(x.device.type) or self.attn.relative_position_bias_table.dtype
-        attended = self.attn.attend(tokens, layout.attn_mask(shifted, dtype))
-        real_rows = layout.real_rows(shifted)
-        if real_rows is None:  # no padding
+        mask = layout.attn_mask(shifted, dtype)
+        if layout.real_tokens is None:  # no padding
+            tokens = self.norm1(x)
+            if shifted:
+                tokens = tokens.index_select(1, layout.to_shifted)
+            attended = self.attn.attend(tokens, mask)
             if shifted:
                 attended = attended.index_select(1, layout.from_shifted)
             x = x + self.drop_path(self.attn.project(attended))
             return x + self.drop_path(self.mlp(self.norm2(x)))
         real = x.index_select(1, layout.real_tokens)
+        # One gather pads with zeros and puts the tokens in the block's window order.
+        attended = self.attn.attend(layout.scatter_real(self.norm1(real), shifted), mask)
+        real_rows = layout.real_rows(shifted)
         real = real + self.drop_path(self.attn.project(attended.index_select(1, real_rows)))
         real = real + self.drop_path(self.mlp(self.norm2(real)))
         return layout.scatter_real(real)

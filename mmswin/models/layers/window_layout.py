@@ -11,8 +11,9 @@ mask and the padding mask depend only on the grid size: :class:`WindowLayoutCach
 keeps them per size for the stage that owns it.
 
 Numerically this equals the reference formulation "pad the normalised tokens with
-zeros, roll by ``-shift``, partition, attend with the shift mask": padded tokens are
-re-zeroed after ``norm1`` in every block (see :meth:`WindowLayout.zero_padding`).
+zeros, roll by ``-shift``, partition, attend with the shift mask": a block normalises
+the real tokens alone and pads them with zeros in its window order
+(:meth:`WindowLayout.scatter_real`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class WindowLayout:
     from_real: Optional[Tensor] = None
     _cast_masks: dict = field(default_factory=dict, repr=False)
     _valid_in_order: dict = field(default_factory=dict, repr=False)
+    _from_real_shifted: Optional[Tensor] = field(default=None, repr=False)
     _chunks: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -180,11 +182,21 @@ class WindowLayout:
             return self.real_tokens
         return self.from_shifted.index_select(0, self.real_tokens)
 
-    def scatter_real(self, real: Tensor) -> Tensor:
+    def scatter_real(self, real: Tensor, shifted: bool = False) -> Tensor:
         """``[B, Lr, C]`` real tokens (in :attr:`real_tokens`' order) -> ``[B, L, C]`` in
-        regular window order, padded tokens zero. A gather, so it traces and exports."""
+        the regular or the shifted window order, padded tokens zero. One gather, so it
+        traces and exports."""
         zero_row = real.new_zeros(real.shape[0], 1, real.shape[2])
-        return torch.cat([real, zero_row], 1).index_select(1, self.from_real)
+        return torch.cat([real, zero_row], 1).index_select(1, self._from_real_in(shifted))
+
+    def _from_real_in(self, shifted: bool) -> Tensor:
+        if not shifted:
+            return self.from_real
+        if self.window_to_grid is not None:  # traced: nothing is cached
+            return self.from_real.index_select(0, self.to_shifted)
+        if self._from_real_shifted is None:
+            self._from_real_shifted = self.from_real.index_select(0, self.to_shifted)
+        return self._from_real_shifted
 
     def zero_padding(self, tokens: Tensor) -> Tensor:
         """Set padded tokens to zero, as the reference pads normalised tokens with zeros."""
