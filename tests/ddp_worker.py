@@ -6,7 +6,8 @@ MODE ``step``: one SGD step of SwinBackbone on one image per rank; rank 0 saves 
 parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
 and/or activation checkpointing, find_unused_parameters=False. MODE ``drop``: three
 steps at drop_path_rate 0.9 with one image per rank, so that whole local batches drop
-branches. MODE ``die``: rank 1 exits mid-run while rank 0 waits in a collective.
+branches. MODE ``die``: rank 1 exits mid-run while rank 0 waits in a collective. MODE
+``v2``: one SGD step of SwinV2Backbone with frozen stages and activation checkpointing.
 
 Each rank prints ``rank R: ready`` once the process group is up and ``rank R: trained``
 once its steps (and rank 0's save) are done, and has a watchdog: a rank still running
@@ -25,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmswin.models import SwinBackbone  # noqa: E402
+from mmswin.models import SwinBackbone, SwinV2Backbone  # noqa: E402
 
 WATCHDOG_S = 150
 WATCHDOG_MARK = 'Timeout ('  # how faulthandler's dump starts
@@ -41,9 +42,16 @@ def backbone_loss(outputs) -> torch.Tensor:
     return sum(o.square().mean() for o in outputs)
 
 
-def make_model(**kwargs) -> SwinBackbone:
+def make_model(v2: bool = False, **kwargs) -> torch.nn.Module:
     torch.manual_seed(0)
-    return SwinBackbone(arch=ARCH, **{'drop_path_rate': 0.0, **kwargs})
+    if not v2:
+        return SwinBackbone(arch=ARCH, **{'drop_path_rate': 0.0, **kwargs})
+    model = SwinV2Backbone(arch=ARCH, **{'drop_path_rate': 0.0, **kwargs})
+    with torch.no_grad():  # V2's post-norms start at 0, which would leave attention and MLP without gradient
+        for name, param in model.named_parameters():
+            if name.endswith(('norm1.weight', 'norm2.weight')):
+                param.fill_(1.0)
+    return model
 
 
 def main() -> None:
@@ -64,12 +72,13 @@ def main() -> None:
         'frozen_cp': dict(frozen_stages=1, with_cp=True),
         'drop': dict(drop_path_rate=0.9),
         'step': {},
+        'v2': dict(v2=True, frozen_stages=1, with_cp=True),
     }[mode]
     model = DistributedDataParallel(make_model(**kwargs), device_ids=None, find_unused_parameters=False)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     image = batch_of_two()[rank : rank + 1]
     torch.manual_seed(rank)  # the ranks draw different drop-path decisions
-    for _ in range(1 if mode == 'step' else 3):
+    for _ in range(1 if mode in ('step', 'v2') else 3):
         optimizer.zero_grad()
         backbone_loss(model(image)).backward()
         optimizer.step()

@@ -125,6 +125,27 @@ def test_whole_local_batches_dropping_branches_train_under_ddp(tmp_path):
     assert not torch.equal(trained['stages.0.blocks.0.attn.qkv.weight'], initial['stages.0.blocks.0.attn.qkv.weight'])
 
 
+def test_swinv2_ddp_step_with_frozen_stages_and_checkpointing(tmp_path):
+    """SwinV2Backbone under DDP (find_unused_parameters=False) with frozen_stages=1 and
+    with_cp: the step equals a single-process step on the batch, frozen parts stay put."""
+    from .ddp_worker import backbone_loss, batch_of_two, make_model
+
+    result = torchrun(WORKER, 'v2', str(tmp_path))
+    assert result.returncode == 0, output_tail(result)
+    initial = make_model(v2=True, frozen_stages=1).state_dict()
+    model = make_model(v2=True, frozen_stages=1, with_cp=True)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    backbone_loss(model(batch_of_two())).backward()
+    optimizer.step()
+    distributed = torch.load(tmp_path / 'v2.pth', weights_only=True)
+    for name, value in model.state_dict().items():
+        assert torch.allclose(distributed[name], value, atol=1e-5), name
+        if name.startswith(('patch_embed.', 'stages.0.', 'norm0.')):
+            assert torch.equal(distributed[name], initial[name]), name
+    trained = 'stages.1.blocks.1.attn.qkv.weight'
+    assert not torch.equal(distributed[trained], initial[trained])
+
+
 def test_a_dying_rank_fails_the_job_quickly(tmp_path):
     start = time.monotonic()
     result = torchrun(WORKER, 'die', str(tmp_path), timeout=180)
