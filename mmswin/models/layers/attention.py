@@ -111,7 +111,8 @@ class WindowMSA(nn.Module):
 
         attn_bias = self.relative_position_bias().to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
         if mask is not None:
-            attn_bias = attn_bias + mask.to(q.dtype).unsqueeze(1)  # [nW, heads, N, N]
+            # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
+            attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
             # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
             # in eager code; traced code always copies, so no graph depends on B).
             if is_transforming(q):
@@ -284,7 +285,8 @@ class WindowMSAV2(nn.Module):
 
         attn_bias = self.position_bias(inputs).to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
         if mask is not None:
-            attn_bias = attn_bias + mask.to(q.dtype).unsqueeze(1)  # [nW, heads, N, N]
+            # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
+            attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
             # SDPA's fused kernels take 4-D masks only: one copy per image (traced code
             # always copies, as WindowMSA does, so that no graph depends on B).
             if is_transforming(q):

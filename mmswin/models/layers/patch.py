@@ -21,9 +21,11 @@ def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool) -> Tensor:
     ``channels_last`` says whether ``x`` is ``[B, H, W, C]`` (True) or ``[B, C, H, W]``.
     """
     height, width = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
-    # Of non-negative numbers only, which a symbolic size in an exported graph needs.
-    pad_h = (multiple - height % multiple) % multiple
-    pad_w = (multiple - width % multiple) % multiple
+    # The padded size as ``multiple * ceil(size / multiple)``, of non-negative numbers:
+    # a symbolic size then provably divides (no shape guard under torch.export), and the
+    # ONNX exporter's truncating ``//`` rounds it right.
+    pad_h = (height + multiple - 1) // multiple * multiple - height
+    pad_w = (width + multiple - 1) // multiple * multiple - width
     if not is_transforming(x) and not (pad_h or pad_w):
         return x
     return F.pad(x, (0, 0, 0, pad_w, 0, pad_h) if channels_last else (0, pad_w, 0, pad_h))

@@ -65,11 +65,16 @@ def shift_region_labels(
     Tensor ops alone, so the sizes may be symbolic (traced layouts).
     """
 
-    def band_labels(size: int) -> Tensor:  # 0 before the last window, 1 in it before the shift, 2 after
-        index = torch.arange(size, device=device)
-        return (index >= size - window_size).long() + (index >= size - shift_size).long()
+    def band_labels(size: int) -> Tensor:
+        return shift_band_labels(torch.arange(size, device=device), size, window_size, shift_size)
 
     return band_labels(padded_height)[:, None] * 3 + band_labels(padded_width)[None, :]
+
+
+def shift_band_labels(index: Tensor, padded_size, window_size: int, shift_size: int) -> Tensor:
+    """For row (or column) indices of the rolled, padded grid: 0 before the last window,
+    1 in it before the shift, 2 after (:func:`shift_region_labels` along one axis)."""
+    return (index >= padded_size - window_size).long() + (index >= padded_size - shift_size).long()
 
 
 def padding_mask(valid: Tensor) -> Tensor:
@@ -376,47 +381,51 @@ def build_traceable_layout(
     padded_height = (height + M - 1) // M * M
     padded_width = (width + M - 1) // M * M
     N = M * M
-    rows = torch.arange(padded_height, device=device)
-    cols = torch.arange(padded_width, device=device)
+    window_columns = padded_width // M
+    num_windows = (padded_height // M) * window_columns
 
     def additive(forbidden: Tensor) -> Tensor:
         return torch.where(forbidden, MASK_VALUE, 0.0).float()
 
-    window_columns = padded_width // M
-
     def window_order_index(row: Tensor, col: Tensor) -> Tensor:  # padded-grid position -> window-order index
         return ((row // M) * window_columns + col // M) * N + (row % M) * M + col % M
 
-    # Window order by arithmetic, not by views: a view's validity for symbolic sizes
-    # depends on whether the grid is one window wide, and so would the graph.
-    order = torch.arange(padded_height * padded_width, device=device)
-    window, inside = order // N, order % N
-    window_row = window // window_columns
-    window_to_grid = (window_row * M + inside // M) * padded_width + (window - window_row * window_columns) * M
-    window_to_grid = window_to_grid + inside % M
+    def grid_position(order: Tensor) -> tuple[Tensor, Tensor]:  # window-order index -> (row, col)
+        window, inside = order // N, order % N
+        window_row = window // window_columns
+        return window_row * M + inside // M, (window - window_row * window_columns) * M + inside % M
 
-    def in_windows(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW, N]
-        return grid.reshape(-1)[window_to_grid].view(-1, N)
-
-    grid_to_window = window_order_index(
-        torch.arange(height, device=device)[:, None], torch.arange(width, device=device)[None, :]
+    # Everything by index arithmetic, for the tokens in order ([L]) and, for the masks,
+    # the same tokens as [nW, N]: no view or reshape between the two, whose shape checks
+    # would make the graph assume how many windows there are (torch.export guards).
+    grid_row, grid_col = grid_position(torch.arange(padded_height * padded_width, device=device))
+    window_row, window_col = grid_position(
+        torch.arange(num_windows, device=device)[:, None] * N + torch.arange(N, device=device)[None, :]
     )
-    valid_regular = in_windows((rows[:, None] < height) & (cols[None, :] < width))
-    # Real tokens in grid order; each window-order token's row among them, or H * W.
-    grid_row = window_to_grid // padded_width
-    grid_col = window_to_grid - grid_row * padded_width
-    real = (grid_row < height) & (grid_col < width)
+    window_to_grid = grid_row * padded_width + grid_col
+    real_position = torch.arange(height * width, device=device)
+    real_row = real_position // width
+    grid_to_window = window_order_index(real_row, real_position - real_row * width)
+    real = (grid_row < height) & (grid_col < width)  # [L]
+    valid_regular = (window_row < height) & (window_col < width)  # [nW, N]
+    # Each window-order token's row among the real tokens (grid order), or H * W.
     from_real = torch.where(real, grid_row * width + grid_col, height * width)
     to_shifted = from_shifted = shifted_mask = None
     if s > 0:
-        # Position (h, w) of the rolled grid holds the token from (h + s, w + s).
-        rolled = window_order_index(_wrap(rows + s, padded_height)[:, None], _wrap(cols + s, padded_width)[None, :])
-        to_shifted = in_windows(rolled).reshape(-1)
-        from_shifted = torch.argsort(to_shifted)
-        labels = in_windows(shift_region_labels(padded_height, padded_width, M, s, device))
+        # Position (h, w) of the rolled grid holds the token from (h + s, w + s), and the
+        # token at (h, w) went to (h - s, w - s).
+        to_shifted = window_order_index(_wrap(grid_row + s, padded_height), _wrap(grid_col + s, padded_width))
+        from_shifted = window_order_index(
+            _wrap(grid_row + (padded_height - s), padded_height), _wrap(grid_col + (padded_width - s), padded_width)
+        )
+        labels = shift_band_labels(window_row, padded_height, M, s) * 3 + shift_band_labels(
+            window_col, padded_width, M, s
+        )
         forbidden = labels[:, :, None] != labels[:, None, :]
         if mask_padding:
-            forbidden = forbidden | padding_mask(valid_regular.reshape(-1)[to_shifted].view(-1, N))
+            source_row = _wrap(window_row + s, padded_height)
+            source_col = _wrap(window_col + s, padded_width)
+            forbidden = forbidden | padding_mask((source_row < height) & (source_col < width))
         shifted_mask = additive(forbidden)
     return WindowLayout(
         height=height,
@@ -425,7 +434,7 @@ def build_traceable_layout(
         shift_size=s,
         padded_height=padded_height,
         padded_width=padded_width,
-        valid_tokens=valid_regular.view(1, -1, 1),
+        valid_tokens=real[None, :, None],
         to_shifted=to_shifted,
         from_shifted=from_shifted,
         regular_mask=additive(padding_mask(valid_regular)) if mask_padding else None,
@@ -433,8 +442,8 @@ def build_traceable_layout(
         regular_mask_free=0,
         shifted_mask_free=0,
         window_to_grid=window_to_grid,
-        grid_to_window=grid_to_window.reshape(-1),
-        real_tokens=grid_to_window.reshape(-1),
+        grid_to_window=grid_to_window,
+        real_tokens=grid_to_window,
         from_real=from_real,
     )
 
