@@ -37,7 +37,7 @@ SEG_DEMO := configs/demo/upernet_swin_t_shapes.py
 
 # Detection demo: generate the shapes set if missing, train, evaluate, draw predictions.
 demo: setup
-	$(PY) tools/backbone_shapes.py
+	$(PY) tools/misc/backbone_shapes.py
 	$(PY) tools/train.py $(DET_DEMO)
 	$(PY) tools/test.py $(DET_DEMO) work_dirs/mask_rcnn_swin_t_shapes --show-dir predictions
 
@@ -48,11 +48,11 @@ demo-seg: setup
 # Regenerate docs/model_zoo.md after changing configs or docs/demo_results.json
 # (parameter/FLOP counts of unchanged models are reused; drop --reuse-counts to recount all).
 model-zoo: setup
-	$(PY) tools/model_zoo.py --reuse-counts
+	$(PY) tools/misc/model_zoo.py --reuse-counts
 
 # The figures of docs/benchmark.md (about 25 minutes on 2 CPU cores; add --device cuda on a GPU).
 benchmark: setup
-	$(PY) tools/benchmark.py --repeats 7 --model-flops --json work_dirs/benchmark/benchmark.json \
+	$(PY) tools/analysis_tools/benchmark.py peers --repeats 7 --model-flops --json work_dirs/benchmark/benchmark.json \
 		--plot work_dirs/benchmark/scaling.png
 
 lint: setup

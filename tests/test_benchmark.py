@@ -1,18 +1,19 @@
-"""tools/benchmark.py: a smoke run at tiny sizes (every part runs and reports positive
-figures in its JSON; no timing assertions), the fit helper, and the missing-config skip."""
+"""tools/analysis_tools/benchmark.py: the peer comparison's smoke run at tiny sizes (every
+part runs and reports positive figures in its JSON; no timing assertions), the fit helper,
+the missing-config skip, and images per second over a demo config's test data."""
 
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from .tools_runner import ROOT, run_tool
+from mmswin.analysis import floor, peers, scaling
 
-sys.path.insert(0, os.path.join(ROOT, 'tools'))
-import benchmark  # noqa: E402
+from .tools_runner import ROOT, run_tool
 
 NAMES = ('mmswin', 'mmdet', 'mmseg')
 
@@ -24,7 +25,8 @@ def positive(value) -> bool:
 def run_quick(tmp_path, *args):
     out = tmp_path / 'bench.json'
     result = run_tool(
-        'benchmark.py',
+        'analysis_tools/benchmark.py',
+        'peers',
         '--quick',
         '--threads',
         '1',
@@ -107,7 +109,7 @@ def test_quick_run_reports_every_figure(tmp_path):
 def test_bad_arguments_are_refused_before_any_work(tmp_path, args, message):
     args = [arg.format(tmp=tmp_path) for arg in args]
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tools', 'benchmark.py'), *args],
+        [sys.executable, os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py'), 'peers', *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -126,10 +128,11 @@ def test_models_part_skips_a_missing_config_with_its_name(tmp_path):
 
 _FAULTS_OF_REUSED_ALLOCATIONS = """
 import resource, sys
-sys.path.insert(0, {tools!r})
-import benchmark, torch
+import torch
+from mmswin.analysis import peers  # what the comparison imports first, so the heap starts alike
+from mmswin.analysis.timing import keep_freed_memory
 if sys.argv[1] == 'keep':
-    benchmark.keep_freed_memory()
+    keep_freed_memory()
 for _ in range(3):  # 64 MiB, above glibc's largest default mmap threshold; the heap may grow twice
     torch.empty(2**24).fill_(1.0)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -145,7 +148,7 @@ def test_keep_freed_memory_reuses_pages_and_is_reported(tmp_path):
     allocations landing in a freed block can make the heap grow by another block now and then
     (which iteration depends on the machine: CI's grew on the third), so the test warms up
     with three blocks and counts ten reuses together. The run records the setting."""
-    script = _FAULTS_OF_REUSED_ALLOCATIONS.format(tools=os.path.join(ROOT, 'tools'))
+    script = _FAULTS_OF_REUSED_ALLOCATIONS
     faults = {}
     for mode in ('default', 'keep'):
         proc = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True, timeout=120)
@@ -181,9 +184,9 @@ def test_recorders_count_the_same_work_for_every_backbone():
     import torch
 
     torch.manual_seed(0)
-    models = benchmark.build_backbones(benchmark.QUICK_ARCH, drop_path_rate=0.0)
+    models = peers.build_backbones(peers.QUICK_ARCH, drop_path_rate=0.0)
     x = torch.randn(1, 3, 224, 224)
-    arch = benchmark.QUICK_ARCH
+    arch = peers.QUICK_ARCH
     tokens = [56 * 56 // 4**i for i in range(4)]
     widths = [arch['embed_dims'] * 2**i for i in range(4)]
     expected_gelu = sum(d * n * 4 * c for d, n, c in zip(arch['depths'], tokens, widths))
@@ -195,19 +198,61 @@ def test_recorders_count_the_same_work_for_every_backbone():
         model = models[name]
         model.eval()  # MMDetection's train() returns None: no chaining
         with torch.no_grad():
-            record = benchmark.record_matmuls(lambda model=model: model(x))
+            record = floor.record_matmuls(lambda model=model: model(x))
         totals = {'gelu': 0, 'softmax': 0, 'layer_norm': 0}
         for op in record.elementwise:
             totals[op[0]] += op[1]
             if op[0] == 'softmax':
                 assert op[2] == 49, (name, op)
         assert totals == dict(gelu=expected_gelu, softmax=expected_softmax_rows, layer_norm=expected_norm_rows), name
-    # and the FLOP counter (with its rules for our fused attention and products) agrees too
-    assert len({benchmark.count_backbone(model, (224, 224)) for model in models.values()}) == 1
+    # and the FLOP counter agrees too
+    assert len({peers.count_backbone(model, (224, 224)) for model in models.values()}) == 1
 
 
 def test_linear_fit_and_power_law():
-    fit = benchmark.linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
+    fit = scaling.linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
     assert fit['slope'] == pytest.approx(2) and fit['intercept'] == pytest.approx(1) and fit['r2'] == pytest.approx(1)
-    quadratic = benchmark.linear_fit([1, 2, 3, 4], [1, 4, 9, 16])
+    quadratic = scaling.linear_fit([1, 2, 3, 4], [1, 4, 9, 16])
     assert quadratic['r2'] < 0.97
+
+
+@pytest.mark.parametrize(
+    'demo, task',
+    [('demo/mask_rcnn_swin_t_shapes.py', 'inference'), ('demo/upernet_swin_t_shapes.py', 'dataloader')],
+)
+def test_fps_over_a_demo_configs_test_data(tmp_path, demo, task):
+    """Out of the box: the demo data set is generated, then the task is timed and logged."""
+    result = run_tool(
+        'analysis_tools/benchmark.py',
+        os.path.join(ROOT, 'configs', demo),
+        '--task',
+        task,
+        '--max-iter',
+        '2',
+        '--log-interval',
+        '1',
+        '--num-warmup',
+        '1',
+        '--repeat-num',
+        '2',
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (result.stdout + result.stderr).count(f'[{task}] done 2/2: ') == 2, result.stdout[-3000:]
+    runs = re.findall(
+        rf'^run (\d)/2, {task}: (\d+) images in [\d.]+ s: ([\d.]+) img/s, ([\d.]+) ms/img$', result.stdout, re.M
+    )
+    assert [run[0] for run in runs] == ['1', '2'] and all(int(run[1]) > 0 and float(run[2]) > 0 for run in runs)
+    assert f'{task} over 2 runs: ' in result.stdout
+
+
+def test_fps_flags_are_checked_before_any_work(tmp_path):
+    result = run_tool(
+        'analysis_tools/benchmark.py',
+        os.path.join(ROOT, 'configs', 'demo', 'mask_rcnn_swin_t_shapes.py'),
+        '--max-iter',
+        '0',
+        cwd=str(tmp_path),
+    )
+    assert result.returncode == 2 and 'error: --max-iter must be at least 1, got 0' in result.stderr
+    assert not (tmp_path / 'data').exists()  # the demo data set was not generated

@@ -1,4 +1,4 @@
-"""tools/convert_checkpoint.py: any format in, an mmswin checkpoint out that loads untouched."""
+"""tools/model_converters/convert_checkpoint.py: any format in, an mmswin checkpoint out that loads untouched."""
 
 import importlib.util
 import os
@@ -22,7 +22,9 @@ from .test_checkpoint_loading import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('convert_checkpoint', REPO / 'tools' / 'convert_checkpoint.py')
+_spec = importlib.util.spec_from_file_location(
+    'convert_checkpoint', REPO / 'tools' / 'model_converters' / 'convert_checkpoint.py'
+)
 convert_checkpoint = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(convert_checkpoint)
 
@@ -135,7 +137,7 @@ def test_command_line(reference, tmp_path):
     src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
     torch.save(timm_layout(reference.state_dict()), src)
     result = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / 'convert_checkpoint.py'), str(src), str(dst)],
+        [sys.executable, str(REPO / 'tools' / 'model_converters' / 'convert_checkpoint.py'), str(src), str(dst)],
         capture_output=True,
         text=True,
         cwd=REPO,

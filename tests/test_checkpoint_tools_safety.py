@@ -77,7 +77,7 @@ PAYLOAD_RUNS = {
         'model.backbone.init_cfg.checkpoint=evil.pth',
         *ONE_ITER,
     ],
-    'convert': ['convert_checkpoint.py', 'evil.pth', 'converted.pth'],
+    'convert': ['model_converters/convert_checkpoint.py', 'evil.pth', 'converted.pth'],
 }
 
 

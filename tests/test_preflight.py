@@ -246,11 +246,11 @@ print('heavy', sorted(name for name in ('torch', 'mmengine.optim', 'mmdet', 'mms
         ('test.py', ['--help'], 0),
         ('demo.py', ['--help'], 0),
         ('train.py', ['configs/no_such_config.py'], 2),
-        ('convert_checkpoint.py', ['--help'], 0),
-        ('convert_checkpoint.py', ['no_such.pth', 'out.pth'], 1),
-        ('visualize_windows.py', ['--size', '14', '0'], 2),
+        ('model_converters/convert_checkpoint.py', ['--help'], 0),
+        ('model_converters/convert_checkpoint.py', ['no_such.pth', 'out.pth'], 1),
+        ('analysis_tools/visualize_windows.py', ['--size', '14', '0'], 2),
         ('test.py', ['configs/mask_rcnn_swin_t.py', 'no_such.pth'], 2),
-        ('get_flops.py', ['configs/no_such_config.py'], 2),
+        ('analysis_tools/get_flops.py', ['configs/no_such_config.py'], 2),
     ],
 )
 def test_help_and_a_missing_config_answer_before_heavy_imports(tool, args, code):

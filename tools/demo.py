@@ -19,10 +19,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from mmswin.engine.preflight import run_tool  # noqa: E402
-from mmswin.errors import PreflightError  # noqa: E402
+from mmswin.engine.preflight import run_tool
+from mmswin.errors import PreflightError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 

@@ -9,12 +9,9 @@ carries). ``--out`` is written after the metrics are printed, all at once.
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from mmswin.engine.preflight import run_tool  # noqa: E402
-from mmswin.errors import PreflightError  # noqa: E402
+from mmswin.engine.preflight import run_tool
+from mmswin.errors import PreflightError
 
 
 def parse_args(argv=None):

@@ -10,12 +10,9 @@ MMDetection's: --work-dir, --resume [CKPT], --amp, --auto-scale-lr, --cfg-option
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from mmswin.engine.preflight import run_tool  # noqa: E402
-from mmswin.errors import NonFiniteLossError, PreflightError  # noqa: E402
+from mmswin.engine.preflight import run_tool
+from mmswin.errors import NonFiniteLossError, PreflightError
 
 
 def parse_args(argv=None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -95,16 +96,32 @@ def build_model(cfg, backbone: Optional[dict] = None) -> nn.Module:
     return model
 
 
-def counting_module(model: nn.Module, height: int, width: int) -> nn.Module:
+def test_samples(scope: str, height: int, width: int) -> list:
+    """One data sample of an unscaled ``height x width`` test image, for heads that read
+    image metas (DETR-like detectors, Mask2Former)."""
+    shape = (height, width)
+    meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape, batch_input_shape=shape, scale_factor=(1.0, 1.0))
+    if scope == 'mmseg':
+        from mmseg.structures import SegDataSample
+
+        return [SegDataSample(metainfo=meta)]
+    from mmdet.structures import DetDataSample
+
+    return [DetDataSample(metainfo=meta)]
+
+
+def counting_module(model: nn.Module, scope: str, height: int, width: int) -> nn.Module:
     """The module the counter runs, as ``forward(inputs)``.
 
     A two-stage detector: what it computes at test time (features, the RPN head, and the
     RoI heads on ``test_cfg.rpn.max_per_img`` fixed boxes; ``num_proposals`` says how
-    many). Segmentors and single-stage detectors: ``model._forward(inputs)``, the
-    ``mode='tensor'`` path.
+    many). Other models: ``model._forward(inputs, samples)``, the ``mode='tensor'`` path,
+    with the metas of one unscaled test image.
     """
     import torch
     from torch import nn
+
+    samples = test_samples(scope, height, width)
 
     class TensorForward(nn.Module):
         def __init__(self):
@@ -112,12 +129,15 @@ def counting_module(model: nn.Module, height: int, width: int) -> nn.Module:
             self.model = model
 
         def forward(self, inputs):
-            return self.model._forward(inputs)
+            head = getattr(self.model, 'decode_head', None)
+            if head is not None and 'batch_data_samples' in inspect.signature(head.forward).parameters:
+                # MMSegmentation's _forward calls a Mask2Former head without the metas it needs
+                return head.forward(self.model.extract_feat(inputs), samples)
+            return self.model._forward(inputs, samples)
 
     class TwoStageTestForward(nn.Module):
         def __init__(self):
             super().__init__()
-            from mmdet.structures import DetDataSample
             from mmengine.structures import InstanceData
 
             self.model = model
@@ -126,13 +146,10 @@ def counting_module(model: nn.Module, height: int, width: int) -> nn.Module:
             corners = corners * torch.tensor([width, height])
             boxes = torch.cat([corners.min(1).values, corners.max(1).values + 1.0], dim=1)  # [P, 4] x1 y1 x2 y2
             self.proposals = [InstanceData(bboxes=boxes)]
-            shape = (height, width)
-            meta = dict(img_shape=shape, pad_shape=shape, batch_input_shape=shape, scale_factor=(1.0, 1.0))
-            self.samples = [DetDataSample(metainfo=meta)]
 
         def forward(self, inputs):
             features = self.model.extract_feat(inputs)
-            return self.model.rpn_head(features), self.model.roi_head.forward(features, self.proposals, self.samples)
+            return self.model.rpn_head(features), self.model.roi_head.forward(features, self.proposals, samples)
 
     two_stage = hasattr(model, 'roi_head') and getattr(model, 'with_rpn', False)
     return TwoStageTestForward() if two_stage else TensorForward()
@@ -148,7 +165,7 @@ def count_complexity(cfg, size: Optional[tuple[int, int]] = None, backbone: Opti
     requested = tuple(size) if size else test_input_size(cfg)
     height, width = padded_size(cfg, requested)
     model = build_model(cfg, backbone)
-    wrapper = counting_module(model, height, width)
+    wrapper = counting_module(model, cfg.default_scope, height, width)
     inputs = torch.zeros(1, 3, height, width)
     flops = count_flops(wrapper, inputs)
     return Complexity(

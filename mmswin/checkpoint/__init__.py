@@ -7,7 +7,7 @@ prefix, ``norm{i}``); OpenMMLab (MMDetection 3.x / MMSegmentation 1.x / MMPretra
 the next stage, ``head.fc``); torchvision (``features.{k}``).
 
 ``SwinBackbone`` registers :func:`register_checkpoint_hooks` in its constructor, so
-every load path converts, resizes and checks the same way; ``tools/convert_checkpoint.py``
+every load path converts, resizes and checks the same way; ``tools/model_converters/convert_checkpoint.py``
 converts a file once.
 """
 

@@ -206,7 +206,7 @@ def _unknown_layout_message(keys: list) -> str:
             return (
                 f'Swin weights seem to sit under the prefix {prefix!r} (e.g. {key!r}); pass '
                 f"prefix={prefix!r} (init_cfg=dict(type='Pretrained', checkpoint=..., prefix={prefix!r}) or "
-                'tools/convert_checkpoint.py --prefix)'
+                'tools/model_converters/convert_checkpoint.py --prefix)'
             )
     return (
         f'no Swin Transformer weights in a known layout: the keys look like {_sample(keys)} ({len(keys)} keys). '

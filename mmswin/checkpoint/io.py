@@ -28,7 +28,7 @@ _UNSUPPORTED_GLOBAL = re.compile(r'Unsupported global: GLOBAL (\S+)')
 _BLOCKED_GLOBAL = re.compile(r'unsupported GLOBAL (\S+) whose module (\S+) is blocked')
 _TRUST_HINT = (
     'If you trust the file, pass --trust-checkpoint (a full pickle load, which can run code in the file), or '
-    'convert it once with tools/convert_checkpoint.py --trust-file'
+    'convert it once with tools/model_converters/convert_checkpoint.py --trust-file'
 )
 
 _trust_all = False

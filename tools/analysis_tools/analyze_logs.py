@@ -1,7 +1,9 @@
 """Plot loss and metric curves from MMEngine training logs.
 
-    python tools/analyze_logs.py plot_curve work_dirs/mask_rcnn_swin_t_shapes --keys loss bbox_mAP segm_mAP
-    python tools/analyze_logs.py plot_curve run_a/vis_data/scalars.json run_b/vis_data/scalars.json \\
+    python tools/analysis_tools/analyze_logs.py plot_curve work_dirs/mask_rcnn_swin_t_shapes \\
+        --keys loss bbox_mAP segm_mAP
+    python tools/analysis_tools/analyze_logs.py plot_curve run_a/vis_data/scalars.json \\
+        run_b/vis_data/scalars.json \\
         --keys loss mIoU --legend baseline masked --out curves.png
 
 A LOG is a ``scalars.json`` (one JSON object per line, written by MMEngine's

@@ -1,6 +1,6 @@
 """Convert a Swin checkpoint of any public format to mmswin's format, once.
 
-    python tools/convert_checkpoint.py SRC DST [--window-size N] [--prefix P] [--trust-checkpoint]
+    python tools/model_converters/convert_checkpoint.py SRC DST [--window-size N] [--prefix P] [--trust-checkpoint]
 
 Accepted: official Swin (classification or detection/segmentation), MMDetection 3.x /
 MMSegmentation 1.x / MMPretrain, timm, torchvision, mmswin; the format is detected from
@@ -17,11 +17,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from mmswin.atomic import atomic_file  # noqa: E402
-from mmswin.engine.preflight import check_checkpoint_file, check_output_file  # noqa: E402
-from mmswin.errors import PreflightError  # noqa: E402
+from mmswin.atomic import atomic_file
+from mmswin.engine.preflight import check_checkpoint_file, check_output_file
+from mmswin.errors import PreflightError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
