@@ -118,6 +118,7 @@ class SwinBackboneBase(BaseModule):
         super().__init__(init_cfg=init_cfg)
         embed_dims, depths, num_heads = _resolve_arch(arch)
         _check_int('patch_size', patch_size, minimum=1)
+        pretrain_img_size = _check_image_size('pretrain_img_size', pretrain_img_size, patch_size)
         _check_int('in_channels', in_channels, minimum=1)
         if not mlp_ratio > 0:
             raise ValueError(f'mlp_ratio must be > 0, got {mlp_ratio}')
@@ -146,12 +147,7 @@ class SwinBackboneBase(BaseModule):
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
         self.use_abs_pos_embed = use_abs_pos_embed
         if use_abs_pos_embed:
-            size = (
-                (pretrain_img_size, pretrain_img_size)
-                if isinstance(pretrain_img_size, int)
-                else tuple(pretrain_img_size)
-            )
-            grid = (size[0] // patch_size, size[1] // patch_size)
+            grid = (pretrain_img_size[0] // patch_size, pretrain_img_size[1] // patch_size)
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *grid))
         self.drop_after_pos = nn.Dropout(drop_rate)
 
@@ -284,7 +280,8 @@ class SwinBackbone(SwinBackboneBase):
         arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``t/s/b/l``), or a dict with
             ``embed_dims``, ``depths`` and ``num_heads``. Default ``'tiny'``.
         pretrain_img_size: image size the absolute position embedding is defined for;
-            it is resized (bicubic) to the input's patch grid. Default 224.
+            it is resized (bicubic) to the input's patch grid. An int or ``(height, width)``;
+            a 1-tuple is a square size. Default 224.
         in_channels: image channels. Default 3.
         window_size: window side ``M``; the shift is ``M // 2``. Default 7.
         patch_size: patch side of the embedding; stage 0 has stride ``patch_size``. Default 4.
@@ -312,6 +309,8 @@ class SwinBackbone(SwinBackboneBase):
             block), ``'reference'`` (always the whole-tensor block) or ``'cpu_chunked'``
             (the CPU kernels, an error where they cannot serve). Default ``'auto'``.
         init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``.
+        pretrained: MMDetection's / MMSegmentation's spelling of
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``; a path or None. Default None.
     """
 
     def __init__(
@@ -336,7 +335,9 @@ class SwinBackbone(SwinBackboneBase):
         attn_impl: str = 'auto',
         block_impl: str = 'auto',
         init_cfg: Optional[Union[dict, list]] = None,
+        pretrained: Optional[str] = None,
     ):
+        init_cfg = _pretrained_init_cfg(pretrained, init_cfg)
         _check_int('window_size', window_size, minimum=1)
         check_attn_impl(attn_impl)
         check_block_impl(block_impl)
@@ -380,6 +381,41 @@ class SwinBackbone(SwinBackboneBase):
 def _check_int(name: str, value, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+
+
+def _pretrained_init_cfg(pretrained, init_cfg):
+    """MMDetection's / MMSegmentation's ``pretrained=PATH`` as ``init_cfg``; checked first."""
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise TypeError(
+            f'pretrained must be a checkpoint path (str) or None, got {type(pretrained).__name__} {pretrained!r}; '
+            "or set init_cfg=dict(type='Pretrained', checkpoint=PATH)"
+        )
+    if init_cfg is not None:
+        raise ValueError(
+            f'pretrained={pretrained!r} and init_cfg={init_cfg!r} both name the initial weights; '
+            "keep one (init_cfg=dict(type='Pretrained', checkpoint=PATH))"
+        )
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
+def _check_image_size(name: str, value, patch_size: int) -> tuple[int, int]:
+    """``224``, ``(224,)`` or ``(224, 224)`` -> ``(224, 224)``; anything else is a ValueError
+    naming ``name``. Each side must hold at least one patch."""
+    sides = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(sides, (list, tuple)) or len(sides) not in (1, 2):
+        raise ValueError(
+            f'{name} must be an int or a (height, width) pair, e.g. 224 or (384, 384), got {value!r}; '
+            'a 1-tuple means a square size'
+        )
+    for side in sides:
+        if not isinstance(side, int) or isinstance(side, bool) or side < patch_size:
+            raise ValueError(
+                f'{name} is the image size the weights were pretrained at, e.g. 224 or 384: each side an int '
+                f'>= patch_size ({patch_size}); got {value!r}'
+            )
+    return (sides[0], sides[-1])
 
 
 def _resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
