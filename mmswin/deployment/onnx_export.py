@@ -85,13 +85,19 @@ def padding_example_size(module: nn.Module, start: int) -> int:
 
 
 @contextlib.contextmanager
-def _size_oblivious() -> Iterator[None]:
-    # Without it torch.export assumes that a size it saw above 1 (the number of windows
-    # of a stage, a broadcast dim) never is 1, and the program's guards then reject
-    # every input whose last stage fits in one window.
-    import torch.fx.experimental._config as fx_config
+def _export_context() -> Iterator[None]:
+    """How ``torch.export`` must see the model for one program to serve every size.
 
-    with fx_config.patch(backed_size_oblivious=True):
+    ``backed_size_oblivious``: otherwise it assumes that a size it saw above 1 (the
+    windows of a stage, a broadcast dim) never is 1, and the program's guards reject
+    every input whose last stage fits in one window. SDPA's math backend: the fused
+    kernels' checks guard that batch x windows is not 1 (rejecting 1x3x97x131); the
+    exporters decompose the attention to the same products either way.
+    """
+    import torch.fx.experimental._config as fx_config
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with fx_config.patch(backed_size_oblivious=True), sdpa_kernel(SDPBackend.MATH):
         yield
 
 
@@ -111,7 +117,7 @@ def export_program(
             3: torch.export.Dim('width', min=low, max=MAX_SIZE),
         }
         dynamic_shapes = ({k: v for k, v in dims.items() if k != 0 or example.shape[0] > 1},)
-    with torch.no_grad(), _size_oblivious():
+    with torch.no_grad(), _export_context():
         return torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes, strict=False)
 
 
@@ -123,12 +129,16 @@ def export_onnx(
     dynamic: bool = True,
     output_names: Optional[Sequence[str]] = None,
     min_size: Optional[int] = None,
+    program: Optional[torch.export.ExportedProgram] = None,
+    optimize: bool = True,
 ) -> None:
     """Write ``module`` (:func:`make_exportable`) as one ONNX file at ``path`` (weights
     inside; atomically: on any error no file, or the old one, is left there). Input
     ``images`` ``[B, C, H, W]``, dynamic batch, height and width with ``dynamic``
-    (:func:`export_program`)."""
-    program = export_program(make_exportable(module), example, dynamic, min_size)
+    (:func:`export_program`; ``program``: one it returned for this module, to reuse).
+    ``optimize``: run the ONNX optimizer (constant folding, fusion) on the graph."""
+    if program is None:
+        program = export_program(make_exportable(module), example, dynamic, min_size)
     onnx_program = torch.onnx.export(
         program,
         (example,),
@@ -137,7 +147,7 @@ def export_onnx(
         opset_version=opset,
         dynamo=True,
         external_data=False,
-        optimize=True,
+        optimize=optimize,
         verbose=False,
     )
     with atomic_file(path) as partial:
@@ -208,6 +218,7 @@ def compare_in_onnxruntime(
     """Run the ONNX file at each ``[B, C, H, W]`` of ``shapes`` (seeded normal inputs, in
     ``dtype``) and compare with ``module`` in eager fp32 (or ``reference_dtype``: autocast to
     it on CPU), output by output."""
+    import ml_dtypes
     import numpy as np
 
     session = session or onnxruntime_session(path)
@@ -223,7 +234,7 @@ def compare_in_onnxruntime(
             else:
                 with torch.autocast('cpu', dtype=reference_dtype):
                     expected = [t.float() for t in flat_outputs(module(x))]
-        feed = x.to(dtype).numpy() if dtype != torch.bfloat16 else x.to(dtype).view(torch.int16).numpy()
+        feed = x.to(dtype).numpy() if dtype != torch.bfloat16 else x.numpy().astype(ml_dtypes.bfloat16)
         got = session.run(None, {input_name: feed})
         diff = 0.0
         for actual, reference in zip(got, expected):
@@ -243,6 +254,37 @@ def compare_in_onnxruntime(
             )
         )
     return checks
+
+
+@dataclass(frozen=True)
+class LowPrecisionCheck:
+    """A ``dtype`` export run in ONNX Runtime: per size, against PyTorch autocast to that
+    dtype and against fp32 eager; ``error`` (one line) where ONNX Runtime cannot run it."""
+
+    dtype: torch.dtype
+    against_autocast: tuple[SizeCheck, ...] = ()
+    against_fp32: tuple[SizeCheck, ...] = ()
+    error: Optional[str] = None
+
+
+def check_low_precision(
+    module: nn.Module, example: Tensor, dtype: torch.dtype, shapes: Sequence[Sequence[int]], path: str
+) -> LowPrecisionCheck:
+    """Export a ``dtype`` copy of ``module`` (weights and input in ``dtype``) to ``path``
+    and run it in ONNX Runtime on the CPU at ``shapes``, against ``module`` under
+    ``torch.autocast('cpu', dtype)`` and in fp32."""
+    low = copy.deepcopy(module).to(dtype)
+    export_onnx(low, example.to(dtype), path)
+    try:
+        session = onnxruntime_session(path)
+    except Exception as error:  # ORT has no kernel for some node in this dtype
+        return LowPrecisionCheck(dtype, error=' '.join(str(error).split())[:300])
+    try:
+        autocast = compare_in_onnxruntime(path, module, shapes, dtype, reference_dtype=dtype, session=session)
+        fp32 = compare_in_onnxruntime(path, module, shapes, dtype, session=session)
+    except Exception as error:
+        return LowPrecisionCheck(dtype, error=' '.join(str(error).split())[:300])
+    return LowPrecisionCheck(dtype, tuple(autocast), tuple(fp32))
 
 
 class AdaptiveAvgPool2dAsProducts(nn.Module):
