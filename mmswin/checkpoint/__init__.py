@@ -1,10 +1,12 @@
-"""Loading pretrained Swin weights of any public format into SwinBackbone.
+"""Loading pretrained Swin weights of any public format into SwinBackbone (V1) and
+SwinV2Backbone (V2; the version is detected from the keys too).
 
 Formats (detected from the keys): mmswin's own; official Swin classification
 (``model``; ``layers.*``, ``norm``, ``head``) and detection/segmentation (``backbone.``
 prefix, ``norm{i}``); OpenMMLab (MMDetection 3.x / MMSegmentation 1.x / MMPretrain:
 ``attn.w_msa``, ``ffn.layers``, nn.Unfold merging order); timm (merging at the start of
-the next stage, ``head.fc``); torchvision (``features.{k}``).
+the next stage, ``head.fc``); torchvision (``features.{k}``). For V2: official, timm,
+torchvision ``swin_v2_*`` and MMPretrain ``SwinTransformerV2`` (:mod:`.formats`).
 
 ``SwinBackbone`` registers :func:`register_checkpoint_hooks` in its constructor, so
 every load path converts, resizes and checks the same way; ``tools/model_converters/convert_checkpoint.py``
