@@ -374,6 +374,9 @@ BAD_ARGS = [
     (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
     (dict(attn_impl='flash'), ValueError, 'attn_impl'),
     (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
+    (dict(pretrain_img_size=(256, 256, 256)), ValueError, 'pretrain_img_size'),
+    (dict(pretrained=123), TypeError, 'pretrained'),
+    (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError, 'pretrained'),
 ]
 
 
@@ -381,6 +384,11 @@ BAD_ARGS = [
 def test_bad_arguments_name_the_argument(kwargs, error, words):
     with pytest.raises(error, match=words):
         SwinV2Backbone(**{'arch': MINI_ARCH, **kwargs})
+
+
+def test_pretrained_path_becomes_the_init_cfg():
+    model = SwinV2Backbone(arch=MINI_ARCH, pretrained='swinv2_tiny_patch4_window16_256.pth')
+    assert model.init_cfg == dict(type='Pretrained', checkpoint='swinv2_tiny_patch4_window16_256.pth')
 
 
 BAD_INPUTS = [

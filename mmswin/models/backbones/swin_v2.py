@@ -25,7 +25,7 @@ from mmswin.models.layers.swin_block import SwinBlockV2
 from mmswin.models.layers.window_layout import WindowLayoutCache
 from mmswin.registry import MODELS
 
-from .swin import SwinBackboneBase, _resolve_arch
+from .swin import SwinBackboneBase, _pretrained_init_cfg, _resolve_arch
 
 # The released V2 weights (microsoft/Swin-Transformer, configs/swinv2), for reference:
 #   swinv2_{tiny,small,base}_patch4_window{8,16}_256      window 8 or 16,  pretrained_window_sizes 0
@@ -151,6 +151,8 @@ class SwinV2Backbone(SwinBackboneBase):
             (:func:`mmswin.kernels.choose_attention_impl`). Default ``'auto'``.
         init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``;
             every public V2 weight format loads (:mod:`mmswin.checkpoint`).
+        pretrained: ``pretrained=PATH`` as MMDetection / MMSegmentation spell
+            ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``; a path or None. Default None.
     """
 
     swin_version = 2
@@ -175,7 +177,9 @@ class SwinV2Backbone(SwinBackboneBase):
         mask_padding: bool = False,
         attn_impl: str = 'auto',
         init_cfg: Optional[Union[dict, list]] = None,
+        pretrained: Optional[str] = None,
     ):
+        init_cfg = _pretrained_init_cfg(pretrained, init_cfg)
         num_stages = len(_resolve_arch(arch)[1])
         windows = _per_stage('window_size', window_size, num_stages, minimum=1)
         pretrained = _per_stage('pretrained_window_sizes', pretrained_window_sizes, num_stages, minimum=0)
