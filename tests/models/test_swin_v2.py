@@ -172,6 +172,8 @@ PARITY_CASES = {
     '1x97x131': ((1, 3, 97, 131), 7, 0, False, False),
     # 34x51 tokens, two images: padded in every stage, shifted windows in stages 0-2.
     '2x133x201': ((2, 3, 133, 201), 7, 0, False, False),
+    # 84x126 tokens at window 8: padded in every stage (stage 3, 11x16, to 16x16).
+    '2x333x501': ((2, 3, 333, 501), 8, 0, False, False),
     # 10x50 tokens: from stage 1 the smaller side (5) is at most the window (8).
     'small_map_40x200': ((1, 3, 40, 200), 8, 0, False, False),
     # Windows 6 with weights pretrained at windows 8 and 4: offsets normalised by P - 1.
