@@ -2,8 +2,8 @@
 
 The hooks and optimiser wrappers are imported on first use (by name here, or by the
 mmswin registries, which list their modules), not with the package: a tool that only
-parses its flags or finds a missing config file answers in about half a second, instead
-of first importing torch and MMEngine's optimisers (about 4 s).
+parses its flags or finds a missing config file answers without importing torch and
+MMEngine's optimisers.
 """
 
 import importlib

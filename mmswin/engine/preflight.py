@@ -52,12 +52,12 @@ def run_tool(main: Callable[[], Optional[int]], also: Optional[Mapping[type, int
 def _exit(code: Optional[int]) -> NoReturn:
     """Exit with ``code``; after a distributed run, without the interpreter's teardown.
 
-    A finished rank sometimes aborted in its teardown (``terminate called without an
-    active exception``, SIGABRT: twice in about fifteen ``make test-dist`` runs here),
-    with its training, checkpoint and validation complete, and that failed the job; shutting
-    the process group down first did not prevent it. So a rank runs the atexit handlers
-    (logging's flush among them), flushes its output and leaves with ``os._exit``: no
-    module teardown, no C++ destructors, nothing left to race gloo's threads.
+    A finished rank can abort in its teardown (``terminate called without an active
+    exception``, SIGABRT) with its training, checkpoint and validation complete, which
+    fails the job; shutting the process group down first does not prevent it. So a rank
+    runs the atexit handlers (logging's flush among them), flushes its output and leaves
+    with ``os._exit``: no module teardown, no C++ destructors, nothing left to race gloo's
+    threads.
     """
     distributed = sys.modules.get('torch.distributed')
     if distributed is None or not distributed.is_available() or not distributed.is_initialized():
