@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 
+from mmswin.engine.cli import TRUST_CHECKPOINT_HELP
 from mmswin.engine.preflight import run_tool
 from mmswin.errors import PreflightError
 
@@ -136,12 +137,7 @@ def parse_args(argv=None):
     )
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: overlay opacity (default: 0.5)')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: cuda when available, else cpu)')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='UNSAFE: load the checkpoint with a full pickle (torch.load(weights_only=False)), which runs any '
-        'code in the file; only for a file you trust that holds Python objects besides tensors',
-    )
+    parser.add_argument('--trust-checkpoint', action='store_true', help=TRUST_CHECKPOINT_HELP)
     return parser.parse_args(argv)
 
 

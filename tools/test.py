@@ -15,7 +15,7 @@ from mmswin.errors import PreflightError
 
 
 def parse_args(argv=None):
-    from mmswin.engine.config_checks import CfgOptionsAction
+    from mmswin.engine.cli import add_runner_arguments, parse_runner_args
 
     parser = argparse.ArgumentParser(description='Test a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file')
@@ -23,18 +23,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where the evaluation log goes (default: work_dirs/<config name>)')
     parser.add_argument('--out', help='also dump the raw predictions to this .pkl file (after the metrics)')
     parser.add_argument('--show-dir', help='save pictures of the predictions under <work dir>/<timestamp>/SHOW_DIR')
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ...')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='UNSAFE: load the checkpoint with a full pickle (torch.load(weights_only=False)), which runs any '
-        'code in the file; only for a file you trust that holds Python objects besides tensors',
-    )
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_args(parser, argv)
 
 
 def newest_checkpoint(work_dir: str) -> str:

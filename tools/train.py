@@ -9,14 +9,13 @@ MMDetection's: --work-dir, --resume [CKPT], --amp, --auto-scale-lr, --cfg-option
 """
 
 import argparse
-import os
 
 from mmswin.engine.preflight import run_tool
 from mmswin.errors import NonFiniteLossError, PreflightError
 
 
 def parse_args(argv=None):
-    from mmswin.engine.config_checks import CfgOptionsAction
+    from mmswin.engine.cli import add_runner_arguments, parse_runner_args
 
     parser = argparse.ArgumentParser(description='Train a detector or segmentor with mmswin.SwinBackbone')
     parser.add_argument('config', help='config file, e.g. configs/mask_rcnn_swin_t.py')
@@ -34,18 +33,12 @@ def parse_args(argv=None):
         const='auto',
         help='resume from CKPT, or without a value from the newest checkpoint in the work dir',
     )
-    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction, help='override config keys: key=value ...')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='store_true',
-        help='UNSAFE: load checkpoints (--resume, load_from, pretrained) with a full pickle, which runs any code '
+    add_runner_arguments(
+        parser,
+        'UNSAFE: load checkpoints (--resume, load_from, pretrained) with a full pickle, which runs any code '
         'in the file; only for files you trust that hold Python objects besides tensors',
     )
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None) -> int:

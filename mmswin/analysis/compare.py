@@ -29,13 +29,24 @@ the allocator's cached pages, not tensors).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
 from mmswin.errors import PreflightError
 
-DEFAULT_PARTS = ('complexity', 'backbones', 'floor', 'profile', 'models', 'scaling')
-ALL_PARTS = DEFAULT_PARTS + ('compile',)  # compile: opt-in, inductor takes minutes on 2 cores
+# Part -> 'module.function' of mmswin.analysis that measures it, in the order they run.
+PARTS = {
+    'complexity': 'peers.bench_complexity',
+    'backbones': 'peers.bench_backbones',
+    'floor': 'floor.bench_floor',
+    'profile': 'profile.bench_profile',
+    'models': 'whole_models.bench_models',
+    'scaling': 'scaling.bench_scaling',
+    'compile': 'peers.bench_compile',
+}
+ALL_PARTS = tuple(PARTS)
+DEFAULT_PARTS = tuple(part for part in PARTS if part != 'compile')  # compile: opt-in, inductor takes minutes
 DTYPE_NAMES = ('fp32', 'bf16', 'fp16')
 
 
@@ -75,7 +86,6 @@ def run_comparison(args) -> dict:
     """Measure ``args.parts``, print the report, write ``args.json``; returns the results."""
     import torch
 
-    from . import floor, peers, profile, scaling, whole_models
     from .report import format_report
     from .timing import DTYPES, Bench, environment, keep_freed_memory
 
@@ -87,18 +97,10 @@ def run_comparison(args) -> dict:
     torch.set_num_threads(args.threads)
     bench = Bench(args.device, DTYPES[args.dtype], args.warmup, args.repeats)
     results: dict = dict(environment=environment(args), settings=dict(vars(args)))
-    parts = dict(
-        complexity=peers.bench_complexity,
-        backbones=peers.bench_backbones,
-        floor=floor.bench_floor,
-        profile=profile.bench_profile,
-        models=whole_models.bench_models,
-        scaling=scaling.bench_scaling,
-        compile=peers.bench_compile,
-    )
-    for part in ALL_PARTS:
+    for part, measure in PARTS.items():
         if part in args.parts:
-            results[part] = parts[part](args, bench)
+            module, function = measure.split('.')
+            results[part] = getattr(importlib.import_module(f'.{module}', __package__), function)(args, bench)
     results['environment']['load_average_end'] = os.getloadavg()
     print(format_report(results))
     if args.json:

@@ -6,6 +6,11 @@ from .peers import MMDET, MMSEG, OURS, TRAIN_STEP_KEYS
 from .timing import contention_note
 
 
+def entries(part: dict, names: tuple) -> list[tuple[str, dict]]:
+    """(name, entry) of each backbone ``names`` in a part's results."""
+    return [(name, part[name]) for name in names]
+
+
 def format_report(results: dict) -> str:
     lines = []
     env = results['environment']
@@ -77,23 +82,21 @@ def format_report(results: dict) -> str:
             f'{"":10}{"time ms":>10}{"matmuls ms":>12}{"/own floor":>12}{"/mmswin floor":>15}'
             f'{"model GFLOP/s":>15}{"matmul GFLOP/s":>16}'
         )
-        for name in (OURS, MMDET, MMSEG):
-            e = f[name]
-            lines.append(
-                f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{e["time_over_own_floor"]:12.2f}'
-                f'{e["time_over_mmswin_floor"]:15.2f}{e["model_gflop_per_s"]:15.1f}{e["matmul_gflop_per_s"]:16.1f}'
-            )
+        lines += [
+            f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{e["time_over_own_floor"]:12.2f}'
+            f'{e["time_over_mmswin_floor"]:15.2f}{e["model_gflop_per_s"]:15.1f}{e["matmul_gflop_per_s"]:16.1f}'
+            for name, e in entries(f, (OURS, MMDET, MMSEG))
+        ]
         lines.append(
             "The pass's GELUs, layer norms and attention softmaxes alone, and the products plus them "
             '(a pass with every copy, mask, residual and bias add fused away):'
         )
         lines.append(f'{"":10}{"element-wise ms":>16}{"products + it ms":>18}{"/own floor":>12}')
-        for name in (OURS, MMDET, MMSEG):
-            e = f[name]
-            lines.append(
-                f'{name:10}{ms(e["elementwise_alone_s"]):>16}{ms(e["essential_alone_s"]):>18}'
-                f'{e["essential_over_own_floor"]:12.2f}'
-            )
+        lines += [
+            f'{name:10}{ms(e["elementwise_alone_s"]):>16}{ms(e["essential_alone_s"]):>18}'
+            f'{e["essential_over_own_floor"]:12.2f}'
+            for name, e in entries(f, (OURS, MMDET, MMSEG))
+        ]
         lines.append(contention_note(list(f['timing'].values())))
         if 'train' in f:
             t = f['train']
@@ -102,12 +105,11 @@ def format_report(results: dict) -> str:
                 '(forward and backward, same run)'
             )
             lines.append(f'{"":10}{"time ms":>10}{"matmuls ms":>12}{"overhead ms":>13}{"/own floor":>12}{"GFLOP":>9}')
-            for name in (OURS, MMDET):
-                e = t[name]
-                lines.append(
-                    f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{ms(e["overhead_s"]):>13}'
-                    f'{e["time_over_own_floor"]:12.2f}{e["matmul_gflop"]:9.1f}'
-                )
+            lines += [
+                f'{name:10}{ms(e["time_s"]):>10}{ms(e["matmuls_alone_s"]):>12}{ms(e["overhead_s"]):>13}'
+                f'{e["time_over_own_floor"]:12.2f}{e["matmul_gflop"]:9.1f}'
+                for name, e in entries(t, (OURS, MMDET))
+            ]
             lines.append(contention_note(list(t['timing'].values())))
     if 'profile' in results:
         p = results['profile']
@@ -157,16 +159,15 @@ def format_report(results: dict) -> str:
                 )
     if 'compile' in results:
         c = results['compile']
-        lines.append('\ntorch.compile(dynamic=True), inductor, inference batch 1')
-        lines.append(
+        timing = {name: ms(c['timing'][name]['median_s']) for name in ('eager', 'compiled')}
+        lines += [
+            '\ntorch.compile(dynamic=True), inductor, inference batch 1',
             f'compile (first call, {c["size"]}) {c["compile_s"]:.1f} s; first call at {c["second_size"]} '
             f'{c["second_size_first_call_s"]:.1f} s; {c["unique_graphs"]} graph(s), {c["graph_breaks"]} graph breaks; '
-            f'max |compiled - eager| {c["max_abs_error_vs_eager"]:.2e}'
-        )
-        lines.append(
-            f'eager {ms(c["timing"]["eager"]["median_s"])} ms, compiled {ms(c["timing"]["compiled"]["median_s"])} ms: '
-            f'compiled is {c["speedup_vs_eager"]:.2f}x eager'
-        )
+            f'max |compiled - eager| {c["max_abs_error_vs_eager"]:.2e}',
+            f'eager {timing["eager"]} ms, compiled {timing["compiled"]} ms: '
+            f'compiled is {c["speedup_vs_eager"]:.2f}x eager',
+        ]
     if 'scaling' in results:
         s = results['scaling']
         lines.append('\nScaling: inference time (s), batch 1, square inputs')

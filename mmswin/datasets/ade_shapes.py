@@ -8,43 +8,36 @@ Layout (as ``data/ade/ADEChallengeData2016``)::
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Iterator
 
 import cv2
 import numpy as np
 
-from ..atomic import atomic_directory
-from .shapes import SHAPE_CLASSES, check_set_arguments, draw_split
+from .shapes import SHAPE_CLASSES, write_shape_set
 
 SEG_CLASSES = ('background',) + SHAPE_CLASSES
 SPLITS = ('training', 'validation')
 
 
-def generate_ade_shapes(
-    root: str,
-    num_train: int = 300,
-    num_val: int = 60,
-    size_range: tuple[int, int] = (100, 150),
-    max_shapes: int = 4,
-    radius_range: tuple[float, float] = (0.12, 0.3),
-    seed: int = 0,
-) -> str:
-    """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
-    check_set_arguments(num_train, num_val, size_range)
-    rng = np.random.default_rng(seed)
-    with atomic_directory(root) as staging:
-        for split, count in zip(SPLITS, (num_train, num_val)):
-            image_dir = os.path.join(staging, 'images', split)
-            label_dir = os.path.join(staging, 'annotations', split)
-            os.makedirs(image_dir)
-            os.makedirs(label_dir)
-            for index, image, shapes in draw_split(
-                rng, count, size_range, max_shapes, radius_range, min_visible_fraction=0.0
-            ):
-                labels = np.zeros(image.shape[:2], dtype=np.uint8)
-                for shape in shapes:
-                    labels[shape.visible_mask] = shape.label + 1
-                name = f'{split}_{index:06d}'
-                cv2.imwrite(os.path.join(image_dir, name + '.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                cv2.imwrite(os.path.join(label_dir, name + '.png'), labels)
-    return root
+def write_ade_split(staging: str, split: str, draws: Iterator) -> None:
+    """One split's images and label maps (0 background, shape label + 1) in the ADE20K layout."""
+    image_dir = os.path.join(staging, 'images', split)
+    label_dir = os.path.join(staging, 'annotations', split)
+    os.makedirs(image_dir)
+    os.makedirs(label_dir)
+    for index, image, shapes in draws:
+        labels = np.zeros(image.shape[:2], dtype=np.uint8)
+        for shape in shapes:
+            labels[shape.visible_mask] = shape.label + 1
+        name = f'{split}_{index:06d}'
+        cv2.imwrite(os.path.join(image_dir, name + '.jpg'), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(os.path.join(label_dir, name + '.png'), labels)
+
+
+# generate_ade_shapes(root, num_train=300, num_val=60, size_range=(100, 150), max_shapes=4,
+# radius_range=(0.12, 0.3), seed=0) -> root: the set written to ``root`` (replacing it).
+generate_ade_shapes = functools.partial(
+    write_shape_set, write_split=write_ade_split, splits=SPLITS, min_visible_fraction=0.0
+)

@@ -8,29 +8,23 @@ Layout (the OpenMMLab COCO layout)::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from typing import Iterator
 
 import cv2
 import numpy as np
 
-from ..atomic import atomic_directory
-from .shapes import SHAPE_CLASSES, check_set_arguments, draw_split, mask_to_polygons
+from .shapes import SHAPE_CLASSES, mask_to_polygons, write_shape_set
 
 SPLITS = ('train', 'val')
 
 
-def coco_split(
-    rng: np.random.Generator,
-    image_dir: str,
-    num_images: int,
-    size_range: tuple[int, int],
-    max_shapes: int,
-    radius_range: tuple[float, float],
-) -> dict:
-    """Draw ``num_images`` images into ``image_dir`` and return their COCO annotation dict."""
+def coco_split(draws: Iterator, image_dir: str) -> dict:
+    """Write the drawn images into ``image_dir`` and return their COCO annotation dict."""
     images, annotations = [], []
-    for index, image, shapes in draw_split(rng, num_images, size_range, max_shapes, radius_range):
+    for index, image, shapes in draws:
         image_id, (height, width) = index + 1, image.shape[:2]
         file_name = f'{image_id:06d}.png'
         cv2.imwrite(os.path.join(image_dir, file_name), image)
@@ -56,24 +50,17 @@ def coco_split(
     return dict(images=images, annotations=annotations, categories=categories)
 
 
-def generate_coco_shapes(
-    root: str,
-    num_train: int = 300,
-    num_val: int = 60,
-    size_range: tuple[int, int] = (100, 150),
-    max_shapes: int = 4,
-    radius_range: tuple[float, float] = (0.12, 0.3),
-    seed: int = 0,
-) -> str:
-    """Write the set to ``root`` (replacing it) and return ``root``. Deterministic in ``seed``."""
-    check_set_arguments(num_train, num_val, size_range)
-    rng = np.random.default_rng(seed)
-    with atomic_directory(root) as staging:
-        os.makedirs(os.path.join(staging, 'annotations'))
-        for split, count in zip(SPLITS, (num_train, num_val)):
-            image_dir = os.path.join(staging, f'{split}2017')
-            os.makedirs(image_dir)
-            coco = coco_split(rng, image_dir, count, size_range, max_shapes, radius_range)
-            with open(os.path.join(staging, 'annotations', f'instances_{split}2017.json'), 'w') as f:
-                json.dump(coco, f)
-    return root
+def write_coco_split(staging: str, split: str, draws: Iterator) -> None:
+    """One split's images and its ``instances_<split>2017.json`` in the COCO layout."""
+    image_dir = os.path.join(staging, f'{split}2017')
+    os.makedirs(image_dir)
+    os.makedirs(os.path.join(staging, 'annotations'), exist_ok=True)
+    with open(os.path.join(staging, 'annotations', f'instances_{split}2017.json'), 'w') as f:
+        json.dump(coco_split(draws, image_dir), f)
+
+
+# generate_coco_shapes(root, num_train=300, num_val=60, size_range=(100, 150), max_shapes=4,
+# radius_range=(0.12, 0.3), seed=0) -> root: the set written to ``root`` (replacing it).
+generate_coco_shapes = functools.partial(
+    write_shape_set, write_split=write_coco_split, splits=SPLITS, min_visible_fraction=0.4
+)

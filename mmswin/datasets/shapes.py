@@ -8,7 +8,7 @@ same images on every machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -148,3 +148,34 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
         if len(contour) >= min_points and cv2.contourArea(contour) >= 2:
             polygons.append(contour.reshape(-1).astype(float).tolist())
     return polygons
+
+
+# write_split(staging, split, draws): write one split's files under the staging folder;
+# ``draws`` yields (index, image, shapes) as :func:`draw_split` does.
+SplitWriter = Callable[[str, str, Iterator], None]
+
+
+def write_shape_set(
+    root: str,
+    write_split: SplitWriter,
+    splits: tuple[str, str],
+    min_visible_fraction: float,
+    num_train: int = 300,
+    num_val: int = 60,
+    size_range: tuple[int, int] = (100, 150),
+    max_shapes: int = 4,
+    radius_range: tuple[float, float] = (0.12, 0.3),
+    seed: int = 0,
+) -> str:
+    """Draw a train and a validation split (``splits`` names them) and write them to
+    ``root`` whole (replacing it) with ``write_split``; returns ``root``. Deterministic
+    in ``seed``."""
+    from ..atomic import atomic_directory
+
+    check_set_arguments(num_train, num_val, size_range)
+    rng = np.random.default_rng(seed)
+    with atomic_directory(root) as staging:
+        for split, count in zip(splits, (num_train, num_val)):
+            draws = draw_split(rng, count, size_range, max_shapes, radius_range, min_visible_fraction)
+            write_split(staging, split, draws)
+    return root

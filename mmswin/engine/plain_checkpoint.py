@@ -40,13 +40,7 @@ def to_plain(value: Any) -> Any:
         return {NDARRAY_TAG: torch.from_numpy(np.ascontiguousarray(value))}
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, dict):
-        return type(value)((key, to_plain(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return [to_plain(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(to_plain(item) for item in value)
-    return value
+    return _map_items(value, to_plain)
 
 
 def from_plain(value: Any) -> Any:
@@ -58,12 +52,7 @@ def from_plain(value: Any) -> Any:
             )
         if set(value) == {NDARRAY_TAG}:
             return value[NDARRAY_TAG].numpy()
-        return type(value)((key, from_plain(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return [from_plain(item) for item in value]
-    if isinstance(value, tuple):
-        return tuple(from_plain(item) for item in value)
-    return value
+    return _map_items(value, from_plain)
 
 
 PLAIN_KEYS = ('meta', 'message_hub', 'param_schedulers')
@@ -84,3 +73,15 @@ class PlainCheckpointHook(Hook):
         for key in PLAIN_KEYS:
             if key in checkpoint:
                 checkpoint[key] = from_plain(checkpoint[key])
+
+
+def _map_items(value: Any, convert) -> Any:
+    """A dict (of the same type), list or tuple with ``convert`` applied to every item;
+    anything else as it is."""
+    if isinstance(value, dict):
+        return type(value)((key, convert(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return [convert(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(convert(item) for item in value)
+    return value

@@ -97,17 +97,7 @@ def main(argv=None) -> int:
     args = parse_fps_args(argv)
     from mmswin.analysis.fps import benchmark_config
 
-    benchmark_config(
-        args.config,
-        args.checkpoint,
-        task=args.task,
-        max_iter=args.max_iter,
-        log_interval=args.log_interval,
-        num_warmup=args.num_warmup,
-        repeat_num=args.repeat_num,
-        cfg_options=args.cfg_options,
-        device=args.device,
-    )
+    benchmark_config(**vars(args))  # the flags are named as its arguments
     return 0
 
 

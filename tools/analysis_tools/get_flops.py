@@ -18,18 +18,16 @@ from mmswin.errors import PreflightError
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
+    from mmswin.engine.cli import add_shape_argument
+
     parser = argparse.ArgumentParser(
         description="Parameters and FLOPs (multiply-adds) of a config's model and "
         'of its backbone, on a randomly initialised model'
     )
     parser.add_argument('config', help='config file, e.g. configs/mask_rcnn_swin_t.py')
-    parser.add_argument(
-        '--shape',
-        nargs=2,
-        type=int,
-        metavar=('H', 'W'),
-        help="input height and width (default: the config's test size: 800x1333 for COCO, the "
-        'crop size for segmentation)',
+    add_shape_argument(
+        parser,
+        "input height and width (default: the config's test size: 800x1333 for COCO, the crop size for segmentation)",
     )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     args = parser.parse_args(argv)
