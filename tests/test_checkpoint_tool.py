@@ -117,7 +117,9 @@ def test_bad_paths_are_refused_before_the_source_is_read(tmp_path, capsys, monke
     """A wrong SRC or DST is named at once, not after reading a checkpoint of hundreds of MB."""
     src = tmp_path / 'src.pth'
     torch.save({'never.read': torch.zeros(1)}, src)
-    monkeypatch.setattr(convert_checkpoint, 'convert_file', lambda *args: pytest.fail('source was read'))
+    import mmswin.checkpoint.convert
+
+    monkeypatch.setattr(mmswin.checkpoint.convert, 'convert_checkpoint_file', lambda *a: pytest.fail('source was read'))
     assert convert_checkpoint.main([str(tmp_path / 'missing.pth'), str(tmp_path / 'dst.pth')]) == 1
     assert f"SRC not found: '{tmp_path / 'missing.pth'}'; give the path of a .pth checkpoint" in capsys.readouterr().err
     assert convert_checkpoint.main([str(src), str(tmp_path)]) == 1

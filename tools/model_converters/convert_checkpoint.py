@@ -14,10 +14,8 @@ code the file carries); DST is written atomically with its checksum (``DST.sha25
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from mmswin.atomic import atomic_file
 from mmswin.engine.preflight import check_checkpoint_file, check_output_file
 from mmswin.errors import PreflightError
 
@@ -58,59 +56,6 @@ def check_paths(src: str, dst: str) -> None:
     check_output_file(dst, 'DST', 'swin.pth')
 
 
-def save_atomically(payload: dict, dst: str) -> None:
-    """``torch.save`` into a hidden file beside DST, synced, then renamed over DST after its
-    checksum file (``DST.sha256``) is written: a failed or interrupted write (a full disk)
-    leaves no half-written DST, and an existing DST (even SRC itself) is replaced only by
-    a complete file."""
-    import torch
-
-    from mmswin.checkpoint.digest import file_digest, write_digest
-
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    with atomic_file(dst) as partial:
-        torch.save(payload, partial)
-        write_digest(dst, file_digest(partial))
-
-
-def convert_file(
-    src: str, dst: str, window_size: int | None = None, prefix: str | None = None, trusted: bool = False
-) -> str:
-    """Write ``dst`` from ``src`` (checked by :func:`check_paths`) and return a one-line summary."""
-    from mmswin.checkpoint import (
-        convert_state_dict,
-        describe_arch,
-        read_checkpoint,
-        resize_relative_position_bias_table,
-        table_window_size,
-    )
-
-    converted = convert_state_dict(read_checkpoint(src, trusted=trusted), prefix=prefix)
-    state_dict = converted.state_dict
-    resized = 0
-    if window_size is not None:
-        for key, tensor in state_dict.items():
-            if key.endswith('relative_position_bias_table') and table_window_size(tensor) != window_size:
-                state_dict[key] = resize_relative_position_bias_table(tensor, window_size)
-                resized += 1
-    arch = describe_arch({key: tuple(tensor.shape) for key, tensor in state_dict.items()})
-    # Plain str/int values only, so the file loads with torch.load(weights_only=True).
-    meta = dict(mmswin_converted_from=converted.description, source_file=os.path.basename(src), arch=arch)
-    try:
-        save_atomically(dict(state_dict=state_dict, meta=meta), dst)
-    except OSError as error:
-        raise OSError(f'DST {dst!r}: writing failed ({error.strerror or error}); nothing was written') from error
-    parts = [f'wrote {dst}: {len(state_dict)} tensors converted from {converted.description}', f'arch: {arch}']
-    if resized:
-        parts.append(f'resized {resized} relative position bias tables to window {window_size}')
-    if converted.ignored:
-        parts.append(
-            'dropped by design: '
-            + ', '.join(f'{reason} ({count})' for reason, count in sorted(converted.ignored.items()))
-        )
-    return '; '.join(parts)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.trust_file:
@@ -130,10 +75,11 @@ def convert(args: argparse.Namespace) -> int:
     except PreflightError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
+    from mmswin.checkpoint.convert import convert_checkpoint_file
     from mmswin.errors import CheckpointFormatError
 
     try:
-        print(convert_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))
+        print(convert_checkpoint_file(args.src, args.dst, args.window_size, args.prefix, args.trust_file))
     except (OSError, ValueError, CheckpointFormatError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
