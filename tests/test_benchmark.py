@@ -1,6 +1,6 @@
 """tools/analysis_tools/benchmark.py: the peer comparison's smoke run at tiny sizes (every
-part runs and reports positive figures in its JSON; no timing assertions), the fit helper,
-the missing-config skip, and images per second over a demo config's test data."""
+part runs and reports positive figures in its JSON; no timing assertions), the
+missing-config skip, freed-memory reuse, and images per second over a demo config's test data."""
 
 import json
 import math
@@ -10,8 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
-from mmswin.analysis import floor, peers, scaling
 
 from .tools_runner import ROOT, run_tool
 
@@ -176,44 +174,6 @@ def test_quick_run_of_the_whole_models(tmp_path):
             assert positive(entry['train_step']['timing'][name]['median_s'])
             assert positive(entry['train_memory']['peak_bytes'][name])
         assert entry['params']['mmswin'] == entry['params'][peer]
-
-
-def test_recorders_count_the_same_work_for_every_backbone():
-    """At 224x224 no stage needs padding, so ours and MMDetection's run the same GELUs,
-    softmaxes and layer norms, whatever the chunking: the totals follow from the arch."""
-    import torch
-
-    torch.manual_seed(0)
-    models = peers.build_backbones(peers.QUICK_ARCH, drop_path_rate=0.0)
-    x = torch.randn(1, 3, 224, 224)
-    arch = peers.QUICK_ARCH
-    tokens = [56 * 56 // 4**i for i in range(4)]
-    widths = [arch['embed_dims'] * 2**i for i in range(4)]
-    expected_gelu = sum(d * n * 4 * c for d, n, c in zip(arch['depths'], tokens, widths))
-    expected_softmax_rows = sum(d * n * h for d, n, h in zip(arch['depths'], tokens, arch['num_heads']))
-    # two per block, the patch norm, one per patch merging (on the merged grid), one per output
-    blocks = sum(2 * d * n for d, n in zip(arch['depths'], tokens))
-    expected_norm_rows = blocks + tokens[0] + sum(tokens[1:]) + sum(tokens)
-    for name in ('mmswin', 'mmdet'):
-        model = models[name]
-        model.eval()  # MMDetection's train() returns None: no chaining
-        with torch.no_grad():
-            record = floor.record_matmuls(lambda model=model: model(x))
-        totals = {'gelu': 0, 'softmax': 0, 'layer_norm': 0}
-        for op in record.elementwise:
-            totals[op[0]] += op[1]
-            if op[0] == 'softmax':
-                assert op[2] == 49, (name, op)
-        assert totals == dict(gelu=expected_gelu, softmax=expected_softmax_rows, layer_norm=expected_norm_rows), name
-    # and the FLOP counter agrees too
-    assert len({peers.count_backbone(model, (224, 224)) for model in models.values()}) == 1
-
-
-def test_linear_fit_and_power_law():
-    fit = scaling.linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
-    assert fit['slope'] == pytest.approx(2) and fit['intercept'] == pytest.approx(1) and fit['r2'] == pytest.approx(1)
-    quadratic = scaling.linear_fit([1, 2, 3, 4], [1, 4, 9, 16])
-    assert quadratic['r2'] < 0.97
 
 
 @pytest.mark.parametrize(

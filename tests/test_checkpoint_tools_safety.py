@@ -15,21 +15,10 @@ import torch
 
 from mmswin.datasets import generate_coco_shapes
 
-from .tools_runner import ROOT, config, run_tool
+from .tools_runner import ROOT, config, quick_training, run_tool, train_on_tiny_set
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
-QUICK = [
-    '--cfg-options',
-    'train_cfg.max_iters=4',
-    'train_cfg.val_interval=100',
-    'default_hooks.checkpoint.interval=2',
-    'default_hooks.checkpoint.max_keep_ckpts=-1',
-    'default_hooks.logger.interval=1',
-    'train_dataloader.batch_size=2',
-    'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
-    'randomness.seed=0',
-]
+QUICK = quick_training(4, 100, 2, 'default_hooks.checkpoint.max_keep_ckpts=-1')
 TEST_QUICK = ['--cfg-options', 'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False']
 # Every box kept: predictions of about 0.5 MB per image, for the full-disk case.
 ALL_BOXES = ['model.test_cfg.rcnn.score_thr=0.0']
@@ -39,9 +28,8 @@ ALL_BOXES = ['model.test_cfg.rcnn.score_thr=0.0']
 def trained(tmp_path_factory):
     """A scratch folder with a tiny shapes set and a 4-iteration run in work/ (iter_2, iter_4)."""
     folder = tmp_path_factory.mktemp('safety')
-    generate_coco_shapes(str(folder / 'data' / 'coco_shapes'), num_train=4, num_val=2, size_range=(64, 80), seed=5)
-    result = run_tool('train.py', DEMO, '--work-dir', 'work', *QUICK, cwd=str(folder))
-    assert result.returncode == 0, result.stderr[-3000:]
+    sizes = dict(num_train=4, num_val=2, size_range=(64, 80), seed=5)
+    train_on_tiny_set(folder, DEMO, generate_coco_shapes, 'coco_shapes', QUICK, **sizes)
     return folder
 
 

@@ -8,33 +8,19 @@ import pytest
 
 from mmswin.datasets import generate_coco_shapes
 
-from .tools_runner import config, run_tool
+from .tools_runner import config, quick_training, run_tool, train_on_tiny_set
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 # A few iterations on a tiny set: enough to exercise train -> checkpoint -> test -> resume.
-QUICK = [
-    '--cfg-options',
-    'train_cfg.max_iters=4',
-    'train_cfg.val_interval=4',
-    'default_hooks.checkpoint.interval=2',
-    'default_hooks.logger.interval=1',
-    'train_dataloader.batch_size=2',
-    'val_dataloader.batch_size=2',
-    'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
-    'val_dataloader.num_workers=0',
-    'randomness.seed=0',
-]
+QUICK = quick_training(4, 4, 2, 'val_dataloader.batch_size=2')
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """A scratch folder with a tiny shapes set and a 4-iteration training run in work/."""
     folder = tmp_path_factory.mktemp('det')
-    generate_coco_shapes(str(folder / 'data' / 'coco_shapes'), num_train=6, num_val=4, size_range=(64, 90), seed=1)
-    result = run_tool('train.py', DEMO, '--work-dir', 'work', *QUICK, cwd=str(folder))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder, result
+    sizes = dict(num_train=6, num_val=4, size_range=(64, 90), seed=1)
+    return folder, train_on_tiny_set(folder, DEMO, generate_coco_shapes, 'coco_shapes', QUICK, **sizes)
 
 
 def test_train_writes_checkpoints_and_a_log(trained):

@@ -6,31 +6,17 @@ import pytest
 
 from mmswin.datasets import generate_ade_shapes
 
-from .tools_runner import config, run_tool
+from .tools_runner import config, quick_training, run_tool, train_on_tiny_set
 
 DEMO = config('demo/upernet_swin_t_shapes.py')
-QUICK = [
-    '--cfg-options',
-    'train_cfg.max_iters=3',
-    'train_cfg.val_interval=3',
-    'default_hooks.checkpoint.interval=3',
-    'default_hooks.logger.interval=1',
-    'train_dataloader.batch_size=2',
-    'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
-    'val_dataloader.num_workers=0',
-    'val_dataloader.persistent_workers=False',
-    'randomness.seed=0',
-]
+QUICK = quick_training(3, 3, 3, 'val_dataloader.persistent_workers=False')
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp('seg')
-    generate_ade_shapes(str(folder / 'data' / 'ade_shapes'), num_train=4, num_val=2, size_range=(64, 90), seed=1)
-    result = run_tool('train.py', DEMO, '--work-dir', 'work', *QUICK, cwd=str(folder))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder, result
+    sizes = dict(num_train=4, num_val=2, size_range=(64, 90), seed=1)
+    return folder, train_on_tiny_set(folder, DEMO, generate_ade_shapes, 'ade_shapes', QUICK, **sizes)
 
 
 def test_syncbn_config_trains_on_one_cpu_process(trained):
