@@ -31,6 +31,7 @@ MAX_SIZE = 8192
 MAX_BATCH = 1024
 PARTS = ('backbone', 'model', 'features')
 INPUT_NAME = 'images'
+VALID_SIZES_KEY = 'mmswin.valid_sizes'
 
 
 def swin_backbone_of(module: nn.Module) -> Optional[nn.Module]:
@@ -150,6 +151,10 @@ def export_onnx(
         optimize=optimize,
         verbose=False,
     )
+    if dynamic:
+        # The range the graph is valid for, in the file (a Swin V2 file is wrong below it).
+        low = min_size or min_dynamic_size(module)
+        onnx_program.model.metadata_props[VALID_SIZES_KEY] = f'batch 1..{MAX_BATCH}, height and width {low}..{MAX_SIZE}'
     with atomic_file(path) as partial:
         onnx_program.save(partial, external_data=False)
 

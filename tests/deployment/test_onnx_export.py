@@ -72,6 +72,8 @@ def test_onnx_file_has_dynamic_batch_height_width(exported_backbone):
     assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
     assert dims[1].dim_value == 3
     assert [output.name for output in model.graph.output] == ['stage0', 'stage1', 'stage2', 'stage3']
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    assert metadata[ox.VALID_SIZES_KEY] == 'batch 1..1024, height and width 33..8192'
 
 
 @pytest.mark.parametrize('shape', [(2, 3, 229, 311), (1, 3, 97, 131), (3, 3, 224, 224), (1, 3, 64, 64)])
