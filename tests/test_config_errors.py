@@ -216,3 +216,23 @@ def test_well_formed_cfg_options_parse_as_mmengine_parses_them():
         parser.add_argument('--cfg-options', nargs='+', action=action)
         parsed.append(parser.parse_args(['--cfg-options', *items]).cfg_options)
     assert parsed[0] == parsed[1]
+
+
+@pytest.mark.parametrize(
+    'option, message',
+    [
+        ({'model.backbone.window_size': 0}, 'window_size[0] must be an int >= 1, got 0'),
+        ({'model.backbone.windw_size': 8}, "unknown SwinV2Backbone argument 'windw_size'; did you mean 'window_size'?"),
+        ({'model.backbone.type': 'SwinV2Backbone'}, "write type='mmswin.SwinV2Backbone'"),
+    ],
+)
+def test_a_swin_v2_config_gets_the_same_checks(option, message):
+    from mmswin.engine.config_checks import check_model_config
+    from mmswin.engine.setup_runner import load_config, register_scope
+    from mmswin.errors import PreflightError
+
+    cfg = load_config(config('demo/mask_rcnn_swinv2_t_shapes.py'), option)
+    register_scope(cfg)
+    with pytest.raises(PreflightError, match='model.backbone') as error:
+        check_model_config(cfg)
+    assert message in str(error.value)

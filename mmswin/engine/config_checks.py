@@ -17,15 +17,16 @@ from mmengine.config import Config, DictAction
 
 from mmswin.errors import PreflightError
 
-SWIN_TYPES = ('mmswin.SwinBackbone', 'SwinBackbone')
+# The registered type of each mmswin backbone -> its class name in mmswin.models.
+BACKBONE_CLASSES = {'mmswin.SwinBackbone': 'SwinBackbone', 'mmswin.SwinV2Backbone': 'SwinV2Backbone'}
 
 
 def _stage_widths(backbone: dict) -> list[int] | None:
-    from mmswin.models.backbones.swin import _normalise_out_indices, _resolve_arch
+    from mmswin.models.backbones.swin import normalise_out_indices, resolve_arch
 
     try:
-        embed_dims, depths, _ = _resolve_arch(backbone.get('arch', 'tiny'))
-        out_indices = _normalise_out_indices(backbone.get('out_indices', (0, 1, 2, 3)), len(depths))
+        embed_dims, depths, _ = resolve_arch(backbone.get('arch', 'tiny'))
+        out_indices = normalise_out_indices(backbone.get('out_indices', (0, 1, 2, 3)), len(depths))
     except (ValueError, TypeError) as error:
         raise PreflightError(f'model.backbone: {error}') from None
     return [embed_dims * 2**i for i in out_indices]
@@ -47,35 +48,43 @@ PEER_ARGUMENTS = {
 }
 
 
-def check_backbone_arguments(backbone: dict) -> None:
-    """Unknown SwinBackbone arguments: a peer's name gets its translation, a misspelt one
-    the closest known name."""
-    from mmswin.models import SwinBackbone
+def _backbone_class(backbone: dict) -> type:
+    import mmswin.models
 
-    known = set(inspect.signature(SwinBackbone.__init__).parameters) - {'self'}
+    return getattr(mmswin.models, BACKBONE_CLASSES[backbone['type']])
+
+
+def check_backbone_arguments(backbone: dict) -> None:
+    """Unknown backbone arguments: a peer's name gets its translation, a misspelt one
+    the closest known name."""
+    backbone_class = _backbone_class(backbone)
+    known = set(inspect.signature(backbone_class.__init__).parameters) - {'self'}
     for name in backbone:
         if name in ('type', '_scope_') or name in known:
             continue
         if name in PEER_ARGUMENTS:
             raise PreflightError(
                 f"model.backbone: '{name}' is an argument of MMDetection's / MMSegmentation's SwinTransformer, "
-                f'not of SwinBackbone; {PEER_ARGUMENTS[name]}'
+                f'not of {backbone_class.__name__}; {PEER_ARGUMENTS[name]}'
             )
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f'known arguments: {", ".join(sorted(known))}'
-        raise PreflightError(f"model.backbone has an unknown SwinBackbone argument '{name}'; {hint}")
+        raise PreflightError(f"model.backbone has an unknown {backbone_class.__name__} argument '{name}'; {hint}")
 
 
 def check_model_config(cfg: Config) -> None:
     backbone = cfg.get('model', {}).get('backbone')
-    if not isinstance(backbone, dict) or backbone.get('type') not in SWIN_TYPES:
+    if not isinstance(backbone, dict):
         return
-    if backbone['type'] == 'SwinBackbone':
+    bare_names = {name: scoped for scoped, name in BACKBONE_CLASSES.items()}
+    if backbone.get('type') in bare_names:
         raise PreflightError(
-            "model.backbone.type='SwinBackbone' is not registered in the "
-            f"{cfg.default_scope} scope; write type='mmswin.SwinBackbone' and add "
+            f"model.backbone.type='{backbone['type']}' is not registered in the "
+            f"{cfg.default_scope} scope; write type='{bare_names[backbone['type']]}' and add "
             "custom_imports = dict(imports=['mmswin.models'], allow_failed_imports=False)"
         )
+    if backbone.get('type') not in BACKBONE_CLASSES:
+        return
     check_backbone_arguments(backbone)
     widths = _stage_widths(backbone)
     check_backbone_builds(cfg, backbone)
@@ -101,13 +110,11 @@ def check_backbone_builds(cfg: Config, backbone: dict) -> None:
     the real build."""
     import torch
 
-    from mmswin.models import SwinBackbone
-
     arguments = {key: value for key, value in backbone.items() if key not in ('type', '_scope_')}
     arguments['init_cfg'] = None  # nothing is loaded here
     try:
         with torch.device('meta'):
-            SwinBackbone(**arguments)
+            _backbone_class(backbone)(**arguments)
     except (ValueError, TypeError) as error:
         raise PreflightError(f"config '{cfg.filename}': model.backbone: {error}") from None
     except Exception:  # the meta device, not the arguments, failed: the real build decides

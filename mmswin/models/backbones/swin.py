@@ -116,7 +116,7 @@ class SwinBackboneBase(BaseModule):
         init_cfg: Optional[Union[dict, list]],
     ):
         super().__init__(init_cfg=init_cfg)
-        embed_dims, depths, num_heads = _resolve_arch(arch)
+        embed_dims, depths, num_heads = resolve_arch(arch)
         _check_int('patch_size', patch_size, minimum=1)
         pretrain_img_size = _check_image_size('pretrain_img_size', pretrain_img_size, patch_size)
         _check_int('in_channels', in_channels, minimum=1)
@@ -130,7 +130,7 @@ class SwinBackboneBase(BaseModule):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f'{name} must be in [0, 1), got {rate}')
         num_stages = len(depths)
-        self.out_indices = _normalise_out_indices(out_indices, num_stages)
+        self.out_indices = normalise_out_indices(out_indices, num_stages)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
             raise ValueError(
                 f'frozen_stages must be an int in [-1, {num_stages}] (number of stages), got {frozen_stages!r}'
@@ -418,7 +418,7 @@ def _check_image_size(name: str, value, patch_size: int) -> tuple[int, int]:
     return (sides[0], sides[-1])
 
 
-def _resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+def resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
     if isinstance(arch, str):
         key = ARCH_ALIASES.get(arch.lower(), arch.lower())
         if key not in ARCH_ZOO:
@@ -450,7 +450,7 @@ def _resolve_arch(arch: Union[str, dict]) -> tuple[int, tuple[int, ...], tuple[i
     return embed_dims, depths, num_heads
 
 
-def _normalise_out_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
+def normalise_out_indices(out_indices: Sequence[int], num_stages: int) -> tuple[int, ...]:
     if isinstance(out_indices, int):
         out_indices = (out_indices,)
     if len(out_indices) == 0:

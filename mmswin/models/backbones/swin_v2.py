@@ -25,7 +25,7 @@ from mmswin.models.layers.swin_block import SwinBlockV2
 from mmswin.models.layers.window_layout import WindowLayoutCache
 from mmswin.registry import MODELS
 
-from .swin import SwinBackboneBase, _pretrained_init_cfg, _resolve_arch
+from .swin import SwinBackboneBase, _pretrained_init_cfg, resolve_arch
 
 # The released V2 weights (microsoft/Swin-Transformer, configs/swinv2), for reference:
 #   swinv2_{tiny,small,base}_patch4_window{8,16}_256      window 8 or 16,  pretrained_window_sizes 0
@@ -180,7 +180,7 @@ class SwinV2Backbone(SwinBackboneBase):
         pretrained: Optional[str] = None,
     ):
         init_cfg = _pretrained_init_cfg(pretrained, init_cfg)
-        num_stages = len(_resolve_arch(arch)[1])
+        num_stages = len(resolve_arch(arch)[1])
         windows = _per_stage('window_size', window_size, num_stages, minimum=1)
         pretrained = _per_stage('pretrained_window_sizes', pretrained_window_sizes, num_stages, minimum=0)
         check_attn_impl(attn_impl)
