@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from mmswin.checkpoint import (
-    CheckpointFormatError,
     LoadReport,
     convert_state_dict,
     detect_format,
@@ -20,6 +19,7 @@ from mmswin.checkpoint import (
     verify_checkpoint_file,
 )
 from mmswin.checkpoint.formats import unfold_to_official_norm, unfold_to_official_reduction
+from mmswin.errors import CheckpointFormatError
 from mmswin.models.layers.patch import PatchMerging
 
 
