@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := -c requirements/constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-dist test-slow demo demo-seg model-zoo benchmark lint clean
+.PHONY: setup test test-dist test-slow demo demo-seg demo-v2 model-zoo benchmark lint clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,7 @@ test-slow: setup
 
 DET_DEMO := configs/demo/mask_rcnn_swin_t_shapes.py
 SEG_DEMO := configs/demo/upernet_swin_t_shapes.py
+V2_DEMO := configs/demo/mask_rcnn_swinv2_t_shapes.py
 
 # Detection demo: generate the shapes set if missing, train, evaluate, draw predictions.
 demo: setup
@@ -44,6 +45,12 @@ demo: setup
 demo-seg: setup
 	$(PY) tools/train.py $(SEG_DEMO)
 	$(PY) tools/test.py $(SEG_DEMO) work_dirs/upernet_swin_t_shapes --show-dir predictions
+
+# The detection demo with a SwinV2 backbone.
+demo-v2: setup
+	$(PY) tools/misc/backbone_shapes.py
+	$(PY) tools/train.py $(V2_DEMO)
+	$(PY) tools/test.py $(V2_DEMO) work_dirs/mask_rcnn_swinv2_t_shapes
 
 # Regenerate docs/model_zoo.md after changing configs or docs/demo_results.json
 # (parameter/FLOP counts of unchanged models are reused; drop --reuse-counts to recount all).
