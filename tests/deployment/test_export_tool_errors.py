@@ -82,15 +82,20 @@ def test_unwritable_out(tool, tmp_path):
     assert message.startswith('--out') and 'file' in message
 
 
-@pytest.mark.parametrize('opset', ['17', '99'])
-def test_opset_onnxruntime_cannot_run(tool, tmp_path, opset):
+@pytest.mark.parametrize('opset', ['17', '26', '99'])
+def test_opset_the_exporter_or_onnxruntime_cannot_do(tool, tmp_path, opset):
     import onnxruntime
+
+    from mmswin.deployment.onnx_export import max_onnxruntime_opset
 
     message = refused(tool, SEG, '--opset', opset, '--out', str(tmp_path / 'x.onnx'))
     if opset == '17':
         assert message == '--opset 17: the ONNX exporter writes opset 18 or later; use --opset 18'
+    elif int(opset) > max_onnxruntime_opset():
+        assert message.startswith(f'--opset {opset}: ONNX Runtime {onnxruntime.__version__} runs opsets up to ')
     else:
-        assert message.startswith(f'--opset 99: ONNX Runtime {onnxruntime.__version__} runs opsets up to ')
+        assert message.startswith('--opset 26: the ONNX exporter was checked on these models up to opset 24')
+    assert message.endswith('use --opset 18..24') or opset == '17'
 
 
 def test_whole_detector_names_what_to_use(tool, tmp_path):

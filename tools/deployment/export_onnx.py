@@ -123,7 +123,13 @@ def main(argv=None) -> int:
 
         raise PreflightError(
             f'--opset {opset}: ONNX Runtime {onnxruntime.__version__} runs opsets up to {max_opset}; '
-            f'use --opset {ox.MIN_OPSET}..{max_opset}'
+            f'use --opset {ox.MIN_OPSET}..{min(max_opset, ox.MAX_EXPORTER_OPSET)}'
+        )
+    if opset > ox.MAX_EXPORTER_OPSET:
+        raise PreflightError(
+            f'--opset {opset}: the ONNX exporter was checked on these models up to opset '
+            f'{ox.MAX_EXPORTER_OPSET} (its converter to later opsets lacks some operators); '
+            f'use --opset {ox.MIN_OPSET}..{ox.MAX_EXPORTER_OPSET}'
         )
 
     import torch
