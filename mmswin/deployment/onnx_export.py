@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
@@ -158,6 +159,7 @@ def export_onnx(
         # The range the graph is valid for, in the file (a Swin V2 file is wrong below it).
         low = min_size or min_dynamic_size(module)
         onnx_program.model.metadata_props[VALID_SIZES_KEY] = f'batch 1..{MAX_BATCH}, height and width {low}..{MAX_SIZE}'
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_file(path) as partial:
         onnx_program.save(partial, external_data=False)
 

@@ -127,7 +127,7 @@ def test_upernet_demo_exports_end_to_end(tmp_path):
     checkpoint = tmp_path / 'upernet.pth'
     meta = dict(dataset_meta=dict(classes=list(cfg.metainfo['classes']), palette=list(cfg.metainfo['palette'])))
     torch.save({'state_dict': module.segmentor.state_dict(), 'meta': meta}, checkpoint)
-    out = tmp_path / 'upernet.onnx'
+    out = tmp_path / 'onnx' / 'upernet.onnx'  # a folder the tool makes
     result = run_tool(
         'deployment/export_onnx.py',
         config('demo/upernet_swin_t_shapes.py'),
