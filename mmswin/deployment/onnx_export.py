@@ -111,7 +111,8 @@ def export_program(
 ) -> torch.export.ExportedProgram:
     """``torch.export.export`` of ``module`` (in eval mode) on ``example`` ``[B, C, H, W]``;
     with ``dynamic``, batch in ``[1, MAX_BATCH]`` and height and width in ``[min_size,
-    MAX_SIZE]`` (default :func:`min_dynamic_size`) are symbolic."""
+    MAX_SIZE]`` (default :func:`min_dynamic_size`) are symbolic; the example's batch must
+    then be at least 2."""
     module = module.eval()
     dynamic_shapes = None
     if dynamic:
@@ -121,7 +122,9 @@ def export_program(
             2: torch.export.Dim('height', min=low, max=MAX_SIZE),
             3: torch.export.Dim('width', min=low, max=MAX_SIZE),
         }
-        dynamic_shapes = ({k: v for k, v in dims.items() if k != 0 or example.shape[0] > 1},)
+        if example.shape[0] < 2:
+            raise ValueError('a dynamic export needs an example batch of at least 2 (torch.export fixes a dim of 1)')
+        dynamic_shapes = (dims,)
     with torch.no_grad(), _export_context():
         return torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes, strict=False)
 

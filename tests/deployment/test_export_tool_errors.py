@@ -68,6 +68,12 @@ def test_bad_shape(tool, tmp_path, shape):
     assert message == f'--shape needs two positive ints, got {shape[0]} {shape[1]}'
 
 
+def test_dynamic_export_of_batch_1(tool, tmp_path):
+    message = refused(tool, SEG, '--batch', '1', '--out', str(tmp_path / 'x.onnx'))
+    assert message.startswith('--batch 1: a dynamic export traces a batch of at least 2')
+    assert message.endswith('use --batch 2, or --static for a file of batch 1')
+
+
 def test_shape_below_the_dynamic_minimum(tool, tmp_path):
     message = refused(tool, SEG, '--part', 'backbone', '--shape', '32', '64', '--out', str(tmp_path / 'x.onnx'))
     assert message == '--shape 32 64: a dynamic export of this model needs height and width >= 33'

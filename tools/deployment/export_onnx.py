@@ -106,6 +106,11 @@ def main(argv=None) -> int:
     shape = positive_ints(args.shape, '--shape', 2) if args.shape else None
     (batch,) = positive_ints([args.batch], '--batch', 1)
     (opset,) = positive_ints([args.opset], '--opset', 1)
+    if args.dynamic and batch < 2:
+        raise PreflightError(
+            f'--batch {batch}: a dynamic export traces a batch of at least 2 (torch.export fixes a dim it sees '
+            'as 1); use --batch 2, or --static for a file of batch 1'
+        )
     from mmswin.deployment import onnx_export as ox
 
     problem = ox.part_problem(cfg, args.part)
