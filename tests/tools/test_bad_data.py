@@ -18,7 +18,7 @@ from mmswin.datasets import SEG_CLASSES, SHAPE_CLASSES, generate_ade_shapes, gen
 from mmswin.engine.preflight import check_datasets
 from mmswin.errors import PreflightError, UnreadableImageError
 
-from .tools_runner import config, run_tool
+from ..tools_runner import config, run_tool
 
 DET_PIPELINE = [
     dict(type='LoadImageFromFile'),

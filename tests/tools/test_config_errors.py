@@ -7,7 +7,7 @@ import os
 import pytest
 from mmengine.config import Config
 
-from .tools_runner import ROOT, config, run_tool
+from ..tools_runner import ROOT, config, run_tool
 
 DET_DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 SEG_DEMO = config('demo/upernet_swin_t_shapes.py')

@@ -6,7 +6,7 @@ import pytest
 
 from mmswin.datasets import generate_ade_shapes
 
-from .tools_runner import config, quick_training, run_tool, train_on_tiny_set
+from ..tools_runner import config, quick_training, run_tool, train_on_tiny_set
 
 DEMO = config('demo/upernet_swin_t_shapes.py')
 QUICK = quick_training(3, 3, 3, 'val_dataloader.persistent_workers=False')

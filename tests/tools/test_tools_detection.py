@@ -8,7 +8,7 @@ import pytest
 
 from mmswin.datasets import generate_coco_shapes
 
-from .tools_runner import config, quick_training, run_tool, train_on_tiny_set
+from ..tools_runner import config, quick_training, run_tool, train_on_tiny_set
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 # A few iterations on a tiny set: enough to exercise train -> checkpoint -> test -> resume.

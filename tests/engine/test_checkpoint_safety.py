@@ -2,7 +2,7 @@
 
 Most cases train a two-parameter model with :class:`AtomicCheckpointRunner` in-process
 (about a second); the tools' behaviour is checked in subprocesses in
-tests/test_checkpoint_tools_safety.py.
+tests/tools/test_checkpoint_tools_safety.py.
 """
 
 import hashlib

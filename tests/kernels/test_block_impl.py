@@ -15,7 +15,7 @@ from mmswin.kernels import (
 from mmswin.models import SwinBackbone
 from mmswin.models.layers import SwinBlock, build_window_layout
 
-from .helpers import MINI_ARCH, perturb_
+from ..helpers import MINI_ARCH, perturb_
 
 CPU_FP32_INFERENCE = BlockQuery(
     requested='auto',

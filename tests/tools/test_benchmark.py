@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .tools_runner import ROOT, run_tool
+from ..tools_runner import ROOT, run_tool
 
 NAMES = ('mmswin', 'mmdet', 'mmseg')
 

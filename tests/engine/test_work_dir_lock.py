@@ -13,7 +13,7 @@ from mmswin.datasets import generate_coco_shapes
 from mmswin.engine.work_dir_lock import LOCK_NAME, WorkDirLock
 from mmswin.errors import PreflightError, WorkDirInUseError
 
-from .tools_runner import ROOT, config, run_tool
+from ..tools_runner import ROOT, config, run_tool
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 _HOLD_LOCK = (

@@ -13,7 +13,7 @@ import pytest
 
 from mmswin.datasets import generate_ade_shapes, generate_coco_shapes
 
-from .tools_runner import config, run_tool
+from ..tools_runner import config, run_tool
 
 DET_DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 SEG_DEMO = config('demo/upernet_swin_t_shapes.py')

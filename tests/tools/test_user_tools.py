@@ -14,7 +14,7 @@ import torch
 
 from mmswin.models.layers.window_layout import MASK_VALUE, build_window_layout
 
-from .tools_runner import ROOT, config, run_tool
+from ..tools_runner import ROOT, config, run_tool
 
 DET_DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 SEG_DEMO = config('demo/upernet_swin_t_shapes.py')

@@ -1,6 +1,6 @@
 """Worker for the DDP tests, launched by torchrun with the gloo backend on CPU.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py MODE OUT_DIR
+    python -m torch.distributed.run --nproc_per_node 2 tests/tools/ddp_worker.py MODE OUT_DIR
 
 MODE ``step``: one SGD step of SwinBackbone on one image per rank; rank 0 saves the
 parameters. MODE ``frozen``/``cp``/``frozen_cp``: three steps with frozen stages
@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from mmswin.models import SwinBackbone, SwinV2Backbone  # noqa: E402
 

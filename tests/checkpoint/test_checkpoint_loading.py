@@ -20,10 +20,17 @@ from mmswin.checkpoint import loading as loading_module
 from mmswin.errors import CheckpointFormatError, CheckpointMismatchError
 from mmswin.models import SwinBackbone
 
-MINI = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
+from ..helpers import MINI_ARCH as MINI
+from ..helpers import (
+    mini_backbone,
+    official_layout,
+    randomize_,
+    stage_outputs,
+    timm_layout,
+    torchvision_layout,
+)
+
 MMDET_MINI = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), drop_path_rate=0.0)
-INPUT_SIZE = (1, 3, 61, 75)  # a multiple of neither the window nor 32
-WINDOW = 7
 NUM_TENSORS = 125  # state dict entries of SwinBackbone(arch=MINI)
 
 FORMATS = ['mmswin', 'official_cls', 'official_det', 'openmmlab', 'mmpretrain', 'timm', 'torchvision']
@@ -40,102 +47,12 @@ EXPECTED_SOURCE = {
 }
 
 
-def randomize_(module: nn.Module, seed: int) -> nn.Module:
-    """Random values for every parameter, at scales that keep activations O(1), so a
-    weight in the wrong place or order changes the outputs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if 'relative_position_bias_table' in name or 'absolute_pos_embed' in name:
-                param.copy_(noise)
-            elif param.dim() >= 2:
-                param.copy_(noise / param[0].numel() ** 0.5)
-            elif name.endswith('weight'):
-                param.copy_(1.0 + 0.2 * noise)
-            else:
-                param.copy_(0.2 * noise)
-    return module
-
-
-def mini_backbone(**kwargs) -> SwinBackbone:
-    return SwinBackbone(arch=MINI, drop_path_rate=0.0, **kwargs)
-
-
-def stage_outputs(model: nn.Module, seed: int = 7, size=INPUT_SIZE) -> list:
-    x = torch.randn(size, generator=torch.Generator().manual_seed(seed))
-    model.eval()  # not chained: MMDetection's SwinTransformer.train() returns None
-    with torch.no_grad():
-        return [out.clone() for out in model(x)]
-
-
 def assert_close(actual, expected, atol=1e-4):
     assert len(actual) == len(expected)
     for index, (a, b) in enumerate(zip(actual, expected)):
         assert a.shape == b.shape, f'stage {index}: {tuple(a.shape)} vs {tuple(b.shape)}'
         error = (a - b).abs().max().item()
         assert error <= atol, f'stage {index} differs by {error}'
-
-
-# --- peer layouts, built by renaming mmswin keys (official concatenation order) -----------------
-
-
-def _index_buffer(window=WINDOW):
-    return torch.arange((window * window) ** 2) % (2 * window - 1) ** 2  # content is never used, only dropped
-
-
-def official_layout(state_dict: dict, classification: bool) -> OrderedDict:
-    """The official Swin repository's keys: ``layers.{i}``, with its persistent buffers; a
-    classification model has the final ``norm`` and ``head`` instead of ``norm{i}``."""
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        if classification and re.match(r'norm[012]\.', key):
-            continue
-        key = re.sub(r'^stages\.', 'layers.', key)
-        if classification:
-            key = re.sub(r'^norm3\.', 'norm.', key)
-        out[key] = value
-        block = re.match(r'(layers\.\d+\.blocks\.(\d+))\.attn\.qkv\.weight$', key)
-        if block:
-            out[f'{block.group(1)}.attn.relative_position_index'] = _index_buffer().view(WINDOW**2, WINDOW**2)
-            if classification and int(block.group(2)) % 2 == 1:
-                out[f'{block.group(1)}.attn_mask'] = torch.zeros(4, WINDOW**2, WINDOW**2)
-    if classification:
-        out['head.weight'] = torch.randn(10, state_dict['norm3.weight'].shape[0])
-        out['head.bias'] = torch.randn(10)
-    return out
-
-
-def timm_layout(state_dict: dict) -> OrderedDict:
-    """timm >= 0.9: merging at the start of the next stage, ``head.fc``, no persistent buffers."""
-    out = OrderedDict()
-    for key, value in official_layout(state_dict, classification=True).items():
-        if key.endswith(('relative_position_index', 'attn_mask')):
-            continue
-        key = re.sub(r'^layers\.(\d+)\.downsample\.', lambda m: f'layers.{int(m.group(1)) + 1}.downsample.', key)
-        key = re.sub(r'^head\.', 'head.fc.', key)
-        out[key] = value
-    return out
-
-
-def torchvision_layout(state_dict: dict) -> OrderedDict:
-    """torchvision: features.0 = (conv, permute, norm), odd features = stages (``mlp.0``,
-    ``mlp.3``), even features > 0 = patch merging; ``norm`` and ``head`` at the top."""
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        if re.match(r'norm[012]\.', key):
-            continue
-        key = key.replace('patch_embed.proj.', 'features.0.0.').replace('patch_embed.norm.', 'features.0.2.')
-        key = re.sub(r'^stages\.(\d+)\.blocks\.', lambda m: f'features.{2 * int(m.group(1)) + 1}.', key)
-        key = re.sub(r'^stages\.(\d+)\.downsample\.', lambda m: f'features.{2 * int(m.group(1)) + 2}.', key)
-        key = key.replace('.mlp.fc1.', '.mlp.0.').replace('.mlp.fc2.', '.mlp.3.')
-        key = re.sub(r'^norm3\.', 'norm.', key)
-        out[key] = value
-        if key.endswith('.attn.qkv.weight'):
-            out[key.replace('qkv.weight', 'relative_position_index')] = _index_buffer()
-    out['head.weight'] = torch.randn(10, state_dict['norm3.weight'].shape[0])
-    out['head.bias'] = torch.randn(10)
-    return out
 
 
 def mmdet_twin(official_backbone_state: dict, **kwargs):

@@ -10,7 +10,7 @@ import torch
 
 from mmswin.models import SwinBackbone
 
-from .helpers import perturb_, to_official_layout
+from ..helpers import perturb_, to_official_layout
 
 SIZES = [(1, 97, 131), (2, 224, 224), (1, 333, 501), (1, 800, 1333)]
 ARCH_KWARGS = {

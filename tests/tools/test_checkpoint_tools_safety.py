@@ -15,7 +15,7 @@ import torch
 
 from mmswin.datasets import generate_coco_shapes
 
-from .tools_runner import ROOT, config, quick_training, run_tool, train_on_tiny_set
+from ..tools_runner import ROOT, config, quick_training, run_tool, train_on_tiny_set
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 QUICK = quick_training(4, 100, 2, 'default_hooks.checkpoint.max_keep_ckpts=-1')
@@ -166,7 +166,7 @@ class KillDuringSave(Hook):
 '''
 
 
-@pytest.mark.slow  # about 40 s: two training runs (tests/test_checkpoint_safety.py has the in-process case)
+@pytest.mark.slow  # about 40 s: two training runs (tests/engine/test_checkpoint_safety.py: the in-process case)
 def test_a_kill_during_a_save_with_max_keep_ckpts_1_leaves_the_previous_checkpoint(trained, tmp_path, monkeypatch):
     """MMEngine deleted iter_2.pth before saving iter_3.pth, so the kill left no checkpoint and
     --resume ended in a FileNotFoundError traceback."""

@@ -9,7 +9,7 @@ from mmswin.kernels import cpu_chunked
 from mmswin.models import SwinBackbone
 from mmswin.models.layers import window_layout
 
-from .helpers import MINI_ARCH, perturb_
+from ..helpers import MINI_ARCH, perturb_
 
 
 def mini(**kwargs):

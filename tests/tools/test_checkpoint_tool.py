@@ -11,8 +11,8 @@ import torch
 
 from mmswin.models import SwinBackbone
 
-from .test_checkpoint_loading import (
-    MINI,
+from ..helpers import MINI_ARCH as MINI
+from ..helpers import (
     mini_backbone,
     official_layout,
     randomize_,
@@ -21,7 +21,7 @@ from .test_checkpoint_loading import (
     torchvision_layout,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
     'convert_checkpoint', REPO / 'tools' / 'model_converters' / 'convert_checkpoint.py'
 )

@@ -9,7 +9,7 @@ from mmengine.registry import DefaultScope
 
 from mmswin.engine.setup_runner import register_scope
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '**', '*.py'), recursive=True) if '_base_' not in p)
 
 

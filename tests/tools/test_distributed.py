@@ -21,11 +21,11 @@ import torch
 
 from mmswin.datasets import generate_ade_shapes, generate_coco_shapes
 
+from ..tools_runner import ROOT, config
 from .ddp_worker import WATCHDOG_MARK
-from .tools_runner import ROOT, config
 
 pytestmark = pytest.mark.dist
-WORKER = os.path.join(ROOT, 'tests', 'ddp_worker.py')
+WORKER = os.path.join(ROOT, 'tests', 'tools', 'ddp_worker.py')
 
 
 def free_port() -> int:

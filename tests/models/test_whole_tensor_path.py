@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmswin.models import SwinBackbone
 
-from .helpers import perturb_
+from ..helpers import perturb_
 
 
 class OperatorCounter(TorchDispatchMode):

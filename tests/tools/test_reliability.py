@@ -17,7 +17,7 @@ from mmswin.engine.config_checks import check_model_config
 from mmswin.engine.resume import newest_complete_checkpoint, resume_checkpoint
 from mmswin.errors import PreflightError
 
-from .tools_runner import ROOT, config, run_tool
+from ..tools_runner import ROOT, config, run_tool
 
 DEMO = config('demo/mask_rcnn_swin_t_shapes.py')
 DETERMINISTIC = [
