@@ -234,6 +234,29 @@ def test_output_shapes_follow_the_v1_rule(size):
         h, w = math.ceil(h / 2), math.ceil(w / 2)
 
 
+def test_projection_and_mlp_see_the_real_tokens_only():
+    """A padded grid's padded tokens are attended to as zeros but get no projection and
+    no MLP: each stage's first block runs them on as many rows as the map has tokens."""
+    model = mini().eval()
+    rows = {}
+
+    def count_rows(key):
+        def hook(module, inputs, output):
+            rows.setdefault(key, inputs[0].shape[1])
+
+        return hook
+
+    for index, stage in enumerate(model.stages):
+        stage.blocks[0].attn.proj.register_forward_hook(count_rows((index, 'proj')))
+        stage.blocks[0].mlp.fc1.register_forward_hook(count_rows((index, 'fc1')))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 97, 131))
+    h, w = 25, 33  # ceil(97 / 4), ceil(131 / 4): padded to the window in every stage
+    for index in range(len(model.stages)):
+        assert rows[index, 'proj'] == rows[index, 'fc1'] == h * w, (index, rows)
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+
+
 def test_window_shrinks_to_the_smaller_side_of_small_maps():
     stage = mini(window_size=(8, 8, 8, 8)).stages[0]
     assert stage.window_for(9, 30) == (8, 4)

@@ -262,7 +262,17 @@ class WindowMSAV2(nn.Module):
         return bias
 
     def forward(self, tokens: Tensor, inputs: PositionBiasInputs, mask: Optional[Tensor] = None) -> Tensor:
-        """Attend inside each window, all windows of the batch at once.
+        """:meth:`attend`, then :meth:`project`: ``[B, num_windows * N, C]`` -> same shape,
+        before the residual (and before ``norm1``)."""
+        return self.project(self.attend(tokens, inputs, mask))
+
+    def project(self, attended: Tensor) -> Tensor:
+        """The output projection and its dropout, on ``[..., C]`` rows of :meth:`attend`."""
+        return self.proj_drop(self.proj(attended))
+
+    def attend(self, tokens: Tensor, inputs: PositionBiasInputs, mask: Optional[Tensor] = None) -> Tensor:
+        """Attend inside each window, all windows of the batch at once, before the output
+        projection.
 
         Args:
             tokens: ``[B, num_windows * N, C]`` in window order, ``N = inputs.window_size ** 2``.
@@ -270,7 +280,7 @@ class WindowMSAV2(nn.Module):
             mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
 
         Returns:
-            ``[B, num_windows * N, C]``, before the residual (and before ``norm1``).
+            ``[B, num_windows * N, C]``, the heads' outputs side by side.
         """
         B, L, C = tokens.shape
         N = inputs.window_size * inputs.window_size
@@ -305,5 +315,4 @@ class WindowMSAV2(nn.Module):
         out = out.transpose(1, 2)
         if is_transforming(q):
             out = out.clone(memory_format=torch.contiguous_format)  # as in WindowMSA (export)
-        out = out.reshape(B, L, C)
-        return self.proj_drop(self.proj(out))
+        return out.reshape(B, L, C)

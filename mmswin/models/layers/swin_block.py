@@ -185,14 +185,25 @@ class SwinBlockV2(nn.Module):
 
     def forward(self, x: Tensor, layout: WindowLayout, bias_inputs: PositionBiasInputs) -> Tensor:
         """``[B, L, C]`` tokens in regular window order -> same shape; ``bias_inputs`` are
-        those of ``layout.window_size``. Padded tokens of the output carry no meaning."""
+        those of ``layout.window_size``.
+
+        Padded tokens enter attention as zeros (the reference pads the stream itself) but
+        get no projection, norm or MLP, whose results for them are never used: on a padded
+        grid the output's padded tokens are zero.
+        """
         shifted = self.shifted and layout.shift_size > 0
-        tokens = layout.zero_padding(x)  # the reference pads the stream itself with zeros
-        if shifted:
-            tokens = tokens.index_select(1, layout.to_shifted)
         dtype = autocast_dtype(x.device.type) or self.norm1.weight.dtype
-        tokens = self.attn(tokens, bias_inputs, layout.attn_mask(shifted, dtype))
-        if shifted:
-            tokens = tokens.index_select(1, layout.from_shifted)
-        x = x + self.drop_path(self.norm1(tokens))
-        return x + self.drop_path(self.norm2(self.mlp(x)))
+        mask = layout.attn_mask(shifted, dtype)
+        if layout.real_tokens is None:  # no padding
+            tokens = x.index_select(1, layout.to_shifted) if shifted else x
+            attended = self.attn.attend(tokens, bias_inputs, mask)
+            if shifted:
+                attended = attended.index_select(1, layout.from_shifted)
+            x = x + self.drop_path(self.norm1(self.attn.project(attended)))
+            return x + self.drop_path(self.norm2(self.mlp(x)))
+        real = x.index_select(1, layout.real_tokens)
+        attended = self.attn.attend(layout.scatter_real(real, shifted), bias_inputs, mask)
+        attended = attended.index_select(1, layout.real_rows(shifted))
+        real = real + self.drop_path(self.norm1(self.attn.project(attended)))
+        real = real + self.drop_path(self.norm2(self.mlp(real)))
+        return layout.scatter_real(real)
