@@ -11,7 +11,7 @@ MMDetection's: --work-dir, --resume [CKPT], --amp, --auto-scale-lr, --cfg-option
 import argparse
 
 from mmswin.engine.preflight import run_tool
-from mmswin.errors import NonFiniteLossError, PreflightError
+from mmswin.errors import NonFiniteLossError
 
 
 def parse_args(argv=None):
@@ -43,53 +43,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.trust_checkpoint:
-        from mmswin.checkpoint.io import trust_checkpoints
+    from mmswin.engine.entry_points import train
 
-        trust_checkpoints()
-    from mmswin.engine import setup_runner
-    from mmswin.engine.config_checks import check_model_config, check_train_loop
-    from mmswin.engine.preflight import check_checkpoints, check_datasets
-
-    setup_runner.check_launcher(args.launcher)
-    cfg = setup_runner.load_config(args.config, args.cfg_options)
-    check_train_loop(cfg)
-    setup_runner.register_scope(cfg)
-    check_model_config(cfg)
-    cfg.launcher = args.launcher
-    setup_runner.set_work_dir(cfg, args.config, args.work_dir)
-    if args.amp:
-        setup_runner.enable_amp(cfg)
-    if args.auto_scale_lr:
-        cfg.setdefault('auto_scale_lr', {})
-        if 'base_batch_size' not in cfg.auto_scale_lr:
-            raise PreflightError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
-        cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        from mmswin.engine.resume import newest_complete_checkpoint
-
-        # None: nothing saved yet, so training starts from scratch (as MMEngine does).
-        cfg.resume, cfg.load_from = True, newest_complete_checkpoint(cfg.work_dir)
-    elif args.resume is not None:
-        from mmswin.engine.resume import resume_checkpoint
-
-        cfg.resume, cfg.load_from = True, resume_checkpoint(args.resume)
-
-    from mmswin.datasets import ensure_demo_data
-
-    ensure_demo_data(cfg)
-    check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
-    check_checkpoints(cfg)
-    setup_runner.adapt_to_hardware(cfg, args.launcher)
-
-    runner = setup_runner.build_runner(cfg)
-    per_process = cfg.train_dataloader.batch_size
-    runner.logger.info(
-        f'total batch size: {per_process * runner.world_size} '
-        f'({per_process} per process x {runner.world_size} processes)'
-    )
-    runner.train()
-    return 0
+    return train(args)
 
 
 if __name__ == '__main__':
