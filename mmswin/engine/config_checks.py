@@ -40,7 +40,6 @@ PEER_ARGUMENTS = {
     'embed_dims': _ARCH_HINT,
     'depths': _ARCH_HINT,
     'num_heads': _ARCH_HINT,
-    'pretrained': "load weights with init_cfg=dict(type='Pretrained', checkpoint=PATH) (any public format)",
     'convert_weights': 'drop it: every public weight format is recognised and converted on load',
     'strides': 'drop it: the strides follow from patch_size (4) and the patch merging between stages',
     'act_cfg': 'drop it: the MLP uses GELU, as in the paper',

@@ -9,8 +9,8 @@ two kernels of :mod:`.cpu_chunked` compute the same block chunk by chunk of wind
 
 * ``'cpu_chunked_inference'``: no autograd graph is needed and no dropout or stochastic
   depth is active; the block's output is written into its input. It also serves bf16
-  autocast on CPUs with native bf16 (``amx_bf16`` or ``avx512_bf16``), where it was
-  measured faster than the whole-tensor block (docs/benchmark.md).
+  autocast on CPUs with native bf16 (``amx_bf16`` or ``avx512_bf16``), the one
+  autocast case it was tuned on (docs/benchmark.md has the figures).
 * ``'cpu_chunked_training'``: one autograd node per block (stochastic depth allowed,
   dropout not).
 
@@ -57,8 +57,7 @@ def choose_attention_impl(requested: str, device_type: str, needs_grad: bool, tr
 
     ``'auto'`` takes SDPA, except in eager CPU code whose attention needs a gradient:
     there SDPA's CPU kernels cannot give the bias a gradient and fall back to an unfused
-    formulation slower than the explicit one (bf16 training step, Swin-T, 2x512x512:
-    docs/benchmark.md).
+    formulation (docs/benchmark.md compares the two).
     """
     check_attn_impl(requested)
     if requested != 'auto':

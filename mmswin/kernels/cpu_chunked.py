@@ -40,8 +40,7 @@ if TYPE_CHECKING:
     from mmswin.models.layers.window_layout import WindowChunk, WindowLayout
 
 # Tokens per chunk: enough rows for efficient matrix products, few enough that a
-# chunk's intermediates stay in cache (the MLP layer of 4096 Swin-T stage-1 tokens is
-# 6 MB). Measured in docs/benchmark.md.
+# chunk's intermediates (qkv, the 4C-wide MLP layer) stay in the CPU's cache.
 CHUNK_TOKENS = 4096
 
 

@@ -126,7 +126,6 @@ def test_misspelt_backbone_argument_suggests_the_right_one():
     'argument, fix',
     [
         (dict(embed_dims=96), r'arch=dict\(embed_dims=96'),
-        (dict(pretrained='swin_tiny.pth'), r"init_cfg=dict\(type='Pretrained'"),
         (dict(convert_weights=True), 'converted on load'),
         (dict(strides=(4, 2, 2, 2)), 'patch merging'),
     ],
