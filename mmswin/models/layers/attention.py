@@ -30,6 +30,56 @@ def relative_position_index(window_size: int) -> Tensor:
     return offset[0] * (2 * window_size - 1) + offset[1]
 
 
+def attend_in_windows(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor,
+    mask: Optional[Tensor],
+    batch: int,
+    scale: float,
+    attn_impl: str,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Softmax attention inside every window of a batch, V1 and V2 alike.
+
+    ``q``, ``k``, ``v``: ``[B * nW, heads, N, d]``; ``bias``: ``[heads, N, N]``, added to
+    every window's scores; ``mask``: optional additive ``[nW, N, N]``, shared by the
+    batch; ``scale`` multiplies ``q @ k^T``; ``dropout_p`` drops attention weights.
+    ``attn_impl`` as :func:`mmswin.kernels.choose_attention_impl` takes it. Returns
+    ``[batch, nW * N, heads * d]``, the heads' outputs side by side.
+    """
+    windows, heads, N, head_dims = q.shape
+    attn_bias = bias.to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
+    if mask is not None:
+        # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
+        attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
+        # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
+        # in eager code; traced code always copies, so no graph depends on B).
+        if is_transforming(q):
+            attn_bias = attn_bias.repeat(batch, 1, 1, 1)
+        else:
+            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).reshape(windows, heads, N, N)
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
+    impl = choose_attention_impl(attn_impl, q.device.type, needs_grad, is_transforming(q))
+    if impl == 'sdpa':
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
+    else:
+        attn = torch.matmul(q, k.transpose(-2, -1))
+        if scale != 1.0:
+            attn.mul_(scale)
+        attn = attn.add_(attn_bias).softmax(dim=-1)
+        if dropout_p > 0:
+            attn = F.dropout(attn, p=dropout_p)
+        out = attn @ v
+    out = out.transpose(1, 2)
+    if is_transforming(q):
+        # SDPA's output strides differ between its fused kernels and its decomposition
+        # (ONNX export): copy, so that no view in the graph depends on which ran.
+        out = out.clone(memory_format=torch.contiguous_format)
+    return out.reshape(batch, -1, heads * head_dims)
+
+
 class WindowMSA(nn.Module):
     """Multi-head self-attention inside windows, with a relative position bias.
 
@@ -109,32 +159,8 @@ class WindowMSA(nn.Module):
         qkv = self.qkv(tokens).view(windows, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, head_dims]
 
-        attn_bias = self.relative_position_bias().to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
-        if mask is not None:
-            # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
-            attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
-            # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
-            # in eager code; traced code always copies, so no graph depends on B).
-            if is_transforming(q):
-                attn_bias = attn_bias.repeat(B, 1, 1, 1)
-            else:
-                attn_bias = attn_bias.expand(B, -1, -1, -1, -1).reshape(windows, heads, N, N)
         dropout_p = self.attn_drop_rate if self.training else 0.0
-
-        needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
-        impl = choose_attention_impl(self.attn_impl, q.device.type, needs_grad, is_transforming(q))
-        if impl == 'sdpa':
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=self.scale)
-        else:
-            attn = torch.matmul(q, k.transpose(-2, -1)).mul_(self.scale).add_(attn_bias)
-            attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
-            out = attn @ v
-        out = out.transpose(1, 2)
-        if is_transforming(q):
-            # SDPA's output strides differ between its fused kernels and its decomposition
-            # (ONNX export): copy, so that no view in the graph depends on which ran.
-            out = out.clone(memory_format=torch.contiguous_format)
-        return out.reshape(B, L, C)
+        return attend_in_windows(q, k, v, self.relative_position_bias(), mask, B, self.scale, self.attn_impl, dropout_p)
 
 
 # --- Swin V2 (Liu et al., "Swin Transformer V2", CVPR 2022) -------------------------------------
@@ -293,26 +319,5 @@ class WindowMSAV2(nn.Module):
         q = F.normalize(q, dim=-1) * scale
         k = F.normalize(k, dim=-1)
 
-        attn_bias = self.position_bias(inputs).to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
-        if mask is not None:
-            # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
-            attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
-            # SDPA's fused kernels take 4-D masks only: one copy per image (traced code
-            # always copies, as WindowMSA does, so that no graph depends on B).
-            if is_transforming(q):
-                attn_bias = attn_bias.repeat(B, 1, 1, 1)
-            else:
-                attn_bias = attn_bias.expand(B, -1, -1, -1, -1).reshape(windows, heads, N, N)
         dropout_p = self.attn_drop_rate if self.training else 0.0
-        needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
-        impl = choose_attention_impl(self.attn_impl, q.device.type, needs_grad, is_transforming(q))
-        if impl == 'sdpa':
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=1.0)
-        else:
-            attn = torch.matmul(q, k.transpose(-2, -1)).add_(attn_bias)
-            attn = F.dropout(attn.softmax(dim=-1), p=dropout_p, training=self.training)
-            out = attn @ v
-        out = out.transpose(1, 2)
-        if is_transforming(q):
-            out = out.clone(memory_format=torch.contiguous_format)  # as in WindowMSA (export)
-        return out.reshape(B, L, C)
+        return attend_in_windows(q, k, v, self.position_bias(inputs), mask, B, 1.0, self.attn_impl, dropout_p)
