@@ -127,6 +127,7 @@ class WindowLayout:
     _cast_masks: dict = field(default_factory=dict, repr=False)
     _valid_in_order: dict = field(default_factory=dict, repr=False)
     _from_real_shifted: Optional[Tensor] = field(default=None, repr=False)
+    _real_rows_shifted: Optional[Tensor] = field(default=None, repr=False)
     _chunks: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -185,7 +186,11 @@ class WindowLayout:
         the regular or the shifted window order; None when the grid needs no padding."""
         if self.real_tokens is None or not shifted:
             return self.real_tokens
-        return self.from_shifted.index_select(0, self.real_tokens)
+        if self.window_to_grid is not None:  # traced: nothing is cached
+            return self.from_shifted.index_select(0, self.real_tokens)
+        if self._real_rows_shifted is None:
+            self._real_rows_shifted = self.from_shifted.index_select(0, self.real_tokens)
+        return self._real_rows_shifted
 
     def scatter_real(self, real: Tensor, shifted: bool = False) -> Tensor:
         """``[B, Lr, C]`` real tokens (in :attr:`real_tokens`' order) -> ``[B, L, C]`` in
