@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import inspect
 import os
 from typing import Any, Optional
 
@@ -57,7 +56,7 @@ def check_backbone_arguments(backbone: dict) -> None:
     """Unknown backbone arguments: a peer's name gets its translation, a misspelt one
     the closest known name."""
     backbone_class = _backbone_class(backbone)
-    known = set(inspect.signature(backbone_class.__init__).parameters) - {'self'}
+    known = backbone_class.argument_names()  # its own and those it passes on to SwinBackboneBase
     for name in backbone:
         if name in ('type', '_scope_') or name in known:
             continue

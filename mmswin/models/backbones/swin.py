@@ -6,6 +6,8 @@ PatchMerging) -> tuple of NCHW maps, one per entry of ``out_indices``.
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -19,7 +21,7 @@ from mmswin.kernels import check_attn_impl, check_block_impl, to_channels_first
 from mmswin.models.layers.attention import WindowMSA
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.swin_block import SwinBlock
-from mmswin.models.layers.window_layout import WindowLayoutCache
+from mmswin.models.layers.window_layout import WindowLayout, WindowLayoutCache
 from mmswin.registry import MODELS
 
 ARCH_ZOO = {
@@ -31,12 +33,76 @@ ARCH_ZOO = {
 ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 
 
-class SwinStage(nn.Module):
-    """``depth`` blocks alternating W-MSA / SW-MSA, then optional patch merging.
+class SwinStageBase(nn.Module):
+    """What the V1 and V2 stages share: ``depth`` blocks of ``block_class`` alternating
+    regular and shifted windows (W-MSA / SW-MSA), on the one layout per input size that
+    the stage's :class:`WindowLayoutCache` keeps, each block checkpointed where
+    ``with_cp``, then the optional patch merging (``merging_class``).
 
+    A subclass names its block and merging classes and its own arguments (the window),
+    passes the rest on, and its ``forward`` picks the layout and calls :meth:`run_blocks`.
     ``forward`` takes a ``[B, H, W, C]`` grid and returns the stage output (same shape,
     before merging) and the input of the next stage (merged, or ``None``).
+
+    Args:
+        embed_dims, depth, num_heads: the stage's width, blocks and heads.
+        drop_path_rates: stochastic depth of each block, ``depth`` of them.
+        downsample: merge patches after the blocks.
+        mask_padding: mask zero-padded tokens out as keys (:class:`WindowLayoutCache`).
+        with_cp: non-reentrant activation checkpointing per block while gradients are on.
+        block_kwargs: the rest of ``block_class``'s arguments.
     """
+
+    block_class: Callable[..., nn.Module]
+    merging_class: Callable[[int], nn.Module]
+
+    def __init__(
+        self,
+        embed_dims: int,
+        depth: int,
+        num_heads: int,
+        drop_path_rates: Sequence[float],
+        downsample: bool,
+        *,
+        mask_padding: bool = False,
+        with_cp: bool = False,
+        **block_kwargs,
+    ):
+        super().__init__()
+        self.mask_padding = mask_padding
+        self.with_cp = with_cp
+        self.layouts = WindowLayoutCache()
+        self.blocks = nn.ModuleList(
+            [
+                self.block_class(
+                    embed_dims, num_heads, shifted=(i % 2 == 1), drop_path_rate=drop_path_rates[i], **block_kwargs
+                )
+                for i in range(depth)
+            ]
+        )
+        self.downsample = self.merging_class(embed_dims) if downsample else None
+
+    def run_blocks(self, x: Tensor, layout: WindowLayout, *inputs, **eager_options) -> tuple[Tensor, Optional[Tensor]]:
+        """The blocks on the grid ``x`` in ``layout``'s windows, then the merging: what
+        ``forward`` returns. Each block is called as ``block(tokens, layout, *inputs)``,
+        with ``eager_options`` too where it is not checkpointed."""
+        tokens = layout.to_windows(x)
+        for block in self.blocks:
+            if self.with_cp and torch.is_grad_enabled():
+                # Non-reentrant: works with frozen parameters and with DDP.
+                tokens = activation_checkpoint.checkpoint(block, tokens, layout, *inputs, use_reentrant=False)
+            else:
+                tokens = block(tokens, layout, *inputs, **eager_options)
+        out = layout.to_grid(tokens)
+        return out, (self.downsample(out) if self.downsample is not None else None)
+
+
+class SwinStage(SwinStageBase):
+    """``depth`` V1 blocks in windows of ``window_size``, shifted by half in every other
+    block, then optional patch merging (:class:`SwinStageBase`)."""
+
+    block_class = SwinBlock
+    merging_class = PatchMerging
 
     def __init__(
         self,
@@ -46,54 +112,72 @@ class SwinStage(nn.Module):
         window_size: int,
         drop_path_rates: Sequence[float],
         downsample: bool,
-        mask_padding: bool = False,
-        with_cp: bool = False,
-        **block_kwargs,
+        **options,
     ):
-        super().__init__()
+        super().__init__(embed_dims, depth, num_heads, drop_path_rates, downsample, window_size=window_size, **options)
         self.window_size = window_size
         self.shift_size = window_size // 2
-        self.mask_padding = mask_padding
-        self.with_cp = with_cp
-        self.layouts = WindowLayoutCache()
-        self.blocks = nn.ModuleList(
-            [
-                SwinBlock(
-                    embed_dims,
-                    num_heads,
-                    window_size,
-                    shifted=(i % 2 == 1),
-                    drop_path_rate=drop_path_rates[i],
-                    **block_kwargs,
-                )
-                for i in range(depth)
-            ]
-        )
-        self.downsample = PatchMerging(embed_dims) if downsample else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         layout = self.layouts.layout_for(x, self.window_size, self.shift_size, self.mask_padding)
-        tokens = layout.to_windows(x)  # a new tensor, and every block's output too: the stage's to overwrite
-        workspace: dict = {}  # scratch a CPU kernel keeps for the stage's blocks, freed with it
-        for block in self.blocks:
-            if self.with_cp and torch.is_grad_enabled():
-                # Non-reentrant: works with frozen parameters and with DDP.
-                tokens = activation_checkpoint.checkpoint(block, tokens, layout, use_reentrant=False)
-            else:
-                tokens = block(tokens, layout, workspace, owns_input=True)
-        out = layout.to_grid(tokens)
-        return out, (self.downsample(out) if self.downsample is not None else None)
+        # The windows are a new tensor, and so is every block's output: the stage's to
+        # overwrite (owns_input). The workspace is scratch a CPU kernel keeps for the
+        # stage's blocks, freed with it.
+        return self.run_blocks(x, layout, workspace={}, owns_input=True)
+
+
+# The arguments of SwinBackboneBase.__init__, which both versions take: documented once,
+# here, and appended to each backbone's ``Args`` by with_common_arguments_doc.
+COMMON_ARGUMENTS_DOC = """
+in_channels: image channels. Default 3.
+patch_size: patch side of the embedding; stage 0 has stride ``patch_size``. Default 4.
+mlp_ratio: MLP hidden width over embed width. Default 4.
+patch_norm: LayerNorm after the patch embedding. Default True.
+drop_rate: dropout after the position embedding, in the MLP and the projection. Default 0.
+attn_drop_rate: dropout on attention weights. Default 0.
+drop_path_rate: stochastic depth at the last block, linear from 0 over all blocks. Default 0.1.
+use_abs_pos_embed: add a learnable absolute position embedding, defined for
+    ``pretrain_img_size``. Default False.
+out_indices: stages whose output is returned, each through its own LayerNorm.
+    Default ``(0, 1, 2, 3)``.
+frozen_stages: freeze the patch embedding (>= 0) and stages ``0..k-1`` with their
+    output norms; frozen parts stay in eval mode. ``-1`` freezes nothing. Default -1.
+with_cp: non-reentrant activation checkpointing per block (saves memory). Default False.
+mask_padding: mask zero-padded tokens out as keys so real tokens never attend to
+    padding. Off by default for parity with the official numerics. Default False.
+attn_impl: how the whole-tensor block (every V2 block is one) computes attention:
+    ``'sdpa'`` (``scaled_dot_product_attention``), ``'eager'`` (explicit softmax) or
+    ``'auto'`` (SDPA, except for CPU training: :func:`mmswin.kernels.choose_attention_impl`).
+    Default ``'auto'``.
+init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``; every
+    public weight format of the backbone's version loads (:mod:`mmswin.checkpoint`).
+    Default None.
+pretrained: MMDetection's / MMSegmentation's spelling of
+    ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``; a path or None. Default None.
+"""
+
+
+def with_common_arguments_doc(cls: type) -> type:
+    """Class decorator: ``cls``'s docstring, which ends with its own ``Args``, followed by
+    :data:`COMMON_ARGUMENTS_DOC`, so that ``help(cls)`` lists every argument."""
+    if cls.__doc__:  # None under python -OO
+        common = textwrap.indent(inspect.cleandoc(COMMON_ARGUMENTS_DOC), '    ')
+        cls.__doc__ = f'{inspect.cleandoc(cls.__doc__)}\n{common}\n'
+    return cls
 
 
 class SwinBackboneBase(BaseModule):
-    """What the V1 and V2 backbones share: the argument checks, the patch embedding and
-    the optional absolute position embedding, the stochastic-depth schedule, which stages
-    are built, the output norms, freezing, the input checks, the forward pass and the one
-    loading hook (:mod:`mmswin.checkpoint`).
+    """What the V1 and V2 backbones share: the common arguments and their checks, the
+    patch embedding and the optional absolute position embedding, the stochastic-depth
+    schedule, which stages are built, the output norms, freezing, the input checks, the
+    forward pass and the one loading hook (:mod:`mmswin.checkpoint`).
 
-    A subclass checks its own arguments, calls ``super().__init__`` and ends its
-    ``__init__`` with :meth:`build_stages`, giving the stage class and its options; the
-    stage is where V1 and V2 differ (block, attention, position bias, merging).
+    The base owns every argument the two versions have in common, keyword-only and with
+    its default (documented in :data:`COMMON_ARGUMENTS_DOC`). A subclass names only its
+    own arguments, checks them, passes the rest on (``super().__init__(arch, **options)``)
+    and ends its ``__init__`` with :meth:`build_stages`, giving the stage class and its
+    own stage options; the stage is where V1 and V2 differ (block, attention, position
+    bias, merging). :meth:`argument_names` lists what the subclass takes in all.
     ``swin_version`` tells the loading hook which checkpoints fit.
     """
 
@@ -102,19 +186,26 @@ class SwinBackboneBase(BaseModule):
     def __init__(
         self,
         arch: Union[str, dict],
-        pretrain_img_size: Union[int, Sequence[int]],
-        in_channels: int,
-        patch_size: int,
-        mlp_ratio: float,
-        patch_norm: bool,
-        drop_rate: float,
-        attn_drop_rate: float,
-        drop_path_rate: float,
-        use_abs_pos_embed: bool,
-        out_indices: Sequence[int],
-        frozen_stages: int,
-        init_cfg: Optional[Union[dict, list]],
+        *,
+        pretrain_img_size: Union[int, Sequence[int]] = 224,
+        in_channels: int = 3,
+        patch_size: int = 4,
+        mlp_ratio: float = 4.0,
+        patch_norm: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        use_abs_pos_embed: bool = False,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        with_cp: bool = False,
+        mask_padding: bool = False,
+        attn_impl: str = 'auto',
+        init_cfg: Optional[Union[dict, list]] = None,
+        pretrained: Optional[str] = None,
     ):
+        init_cfg = _pretrained_init_cfg(pretrained, init_cfg)
+        check_attn_impl(attn_impl)
         super().__init__(init_cfg=init_cfg)
         embed_dims, depths, num_heads = resolve_arch(arch)
         _check_int('patch_size', patch_size, minimum=1)
@@ -143,6 +234,15 @@ class SwinBackboneBase(BaseModule):
         self.num_stages = num_stages
         self.num_features = [embed_dims * 2**i for i in range(num_stages)]
         self.drop_path_rate = drop_path_rate
+        # Every stage of either version takes these; build_stages adds them to the subclass's.
+        self.common_stage_options = dict(
+            mlp_ratio=mlp_ratio,
+            drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate,
+            with_cp=with_cp,
+            mask_padding=mask_padding,
+            attn_impl=attn_impl,
+        )
 
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
         self.use_abs_pos_embed = use_abs_pos_embed
@@ -151,14 +251,29 @@ class SwinBackboneBase(BaseModule):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, *grid))
         self.drop_after_pos = nn.Dropout(drop_rate)
 
+    @classmethod
+    def argument_names(cls) -> set[str]:
+        """The names of every argument the class takes: its own ``__init__``'s and those it
+        passes on (``**options``) to the ``__init__`` of each base up to this one."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if not issubclass(klass, SwinBackboneBase) or '__init__' not in vars(klass):
+                continue
+            for name, parameter in inspect.signature(klass.__init__).parameters.items():
+                if name != 'self' and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                    names.add(name)
+        return names
+
     def build_stages(self, stage_class: Callable[..., nn.Module], **stage_options) -> None:
         """Build the stages, the output norms, initialise, freeze and hook the loader.
 
         Stage ``i`` is ``stage_class(embed_dims, depth, num_heads, drop_path_rates,
-        downsample, **options_i)``, where an option given as a list or tuple of one value
-        per stage (e.g. ``window_size``) contributes its ``i``-th entry and any other
-        option is passed to every stage as it is.
+        downsample, **options_i)``. The options are :attr:`common_stage_options` (every
+        stage takes them) and the subclass's own ``stage_options``; an option given as a
+        list or tuple of one value per stage (e.g. ``window_size``) contributes its
+        ``i``-th entry and any other option is passed to every stage as it is.
         """
+        stage_options = {**self.common_stage_options, **stage_options}
         depths, num_heads = self.arch_settings['depths'], self.arch_settings['num_heads']
         rates = torch.linspace(0, self.drop_path_rate, sum(depths), device='cpu').tolist()  # on a meta build too
         # Stages after the last returned one would have parameters that never get a
@@ -273,8 +388,13 @@ class SwinBackboneBase(BaseModule):
 
 
 @MODELS.register_module()
+@with_common_arguments_doc
 class SwinBackbone(SwinBackboneBase):
     """Swin Transformer backbone emitting multi-scale NCHW feature maps.
+
+    ``arch`` and ``pretrain_img_size`` may be given by position, the others by keyword only.
+    The arguments both versions take, ``in_channels`` to ``pretrained``, are documented
+    once, in :data:`COMMON_ARGUMENTS_DOC`; ``help()`` lists them at the end of ``Args``.
 
     Args:
         arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``t/s/b/l``), or a dict with
@@ -282,93 +402,32 @@ class SwinBackbone(SwinBackboneBase):
         pretrain_img_size: image size the absolute position embedding is defined for;
             it is resized (bicubic) to the input's patch grid. An int or ``(height, width)``;
             a 1-tuple is a square size. Default 224.
-        in_channels: image channels. Default 3.
         window_size: window side ``M``; the shift is ``M // 2``. Default 7.
-        patch_size: patch side of the embedding; stage 0 has stride ``patch_size``. Default 4.
-        mlp_ratio: MLP hidden width over embed width. Default 4.
         qkv_bias: learnable bias on q, k, v. Default True.
         qk_scale: attention scale; ``None`` means ``head_dim ** -0.5``. Default None.
-        patch_norm: LayerNorm after the patch embedding. Default True.
-        drop_rate: dropout after the position embedding, in the MLP and the projection. Default 0.
-        attn_drop_rate: dropout on attention weights. Default 0.
-        drop_path_rate: stochastic depth at the last block, linear from 0 over all blocks. Default 0.1.
-        use_abs_pos_embed: add a learnable absolute position embedding. Default False.
-        out_indices: stages whose output is returned, each through its own LayerNorm.
-            Default ``(0, 1, 2, 3)``.
-        frozen_stages: freeze the patch embedding (>= 0) and stages ``0..k-1`` with their
-            output norms; frozen parts stay in eval mode. ``-1`` freezes nothing. Default -1.
-        with_cp: non-reentrant activation checkpointing per block (saves memory). Default False.
-        mask_padding: mask zero-padded tokens out as keys so real tokens never attend to
-            padding. Off by default for parity with the official numerics. Default False.
-        attn_impl: how the whole-tensor block computes attention: ``'sdpa'``
-            (``scaled_dot_product_attention``), ``'eager'`` (explicit softmax) or ``'auto'``
-            (SDPA, except for CPU training: :func:`mmswin.kernels.choose_attention_impl`).
-            Default ``'auto'``.
         block_impl: how the blocks run (:func:`mmswin.kernels.choose_block_impl`):
             ``'auto'`` (the CPU fp32 kernels where they serve, else the whole-tensor
             block), ``'reference'`` (always the whole-tensor block) or ``'cpu_chunked'``
             (the CPU kernels, an error where they cannot serve). Default ``'auto'``.
-        init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``.
-        pretrained: MMDetection's / MMSegmentation's spelling of
-            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``; a path or None. Default None.
     """
 
     def __init__(
         self,
         arch: Union[str, dict] = 'tiny',
         pretrain_img_size: Union[int, Sequence[int]] = 224,
-        in_channels: int = 3,
+        *,
         window_size: int = 7,
-        patch_size: int = 4,
-        mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_scale: Optional[float] = None,
-        patch_norm: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.1,
-        use_abs_pos_embed: bool = False,
-        out_indices: Sequence[int] = (0, 1, 2, 3),
-        frozen_stages: int = -1,
-        with_cp: bool = False,
-        mask_padding: bool = False,
-        attn_impl: str = 'auto',
         block_impl: str = 'auto',
-        init_cfg: Optional[Union[dict, list]] = None,
-        pretrained: Optional[str] = None,
+        **options,
     ):
-        init_cfg = _pretrained_init_cfg(pretrained, init_cfg)
         _check_int('window_size', window_size, minimum=1)
-        check_attn_impl(attn_impl)
         check_block_impl(block_impl)
-        super().__init__(
-            arch,
-            pretrain_img_size,
-            in_channels,
-            patch_size,
-            mlp_ratio,
-            patch_norm,
-            drop_rate,
-            attn_drop_rate,
-            drop_path_rate,
-            use_abs_pos_embed,
-            out_indices,
-            frozen_stages,
-            init_cfg,
-        )
+        super().__init__(arch, pretrain_img_size=pretrain_img_size, **options)
         self.window_size = window_size
         self.build_stages(
-            SwinStage,
-            window_size=window_size,
-            mask_padding=mask_padding,
-            with_cp=with_cp,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            attn_impl=attn_impl,
-            block_impl=block_impl,
+            SwinStage, window_size=window_size, qkv_bias=qkv_bias, qk_scale=qk_scale, block_impl=block_impl
         )
 
     def _init_parameters(self) -> None:
@@ -384,7 +443,7 @@ def _check_int(name: str, value, minimum: int) -> None:
 
 
 def _pretrained_init_cfg(pretrained, init_cfg):
-    """MMDetection's / MMSegmentation's ``pretrained=PATH`` as ``init_cfg``; checked first."""
+    """MMDetection's / MMSegmentation's ``pretrained=PATH`` as ``init_cfg``."""
     if pretrained is None:
         return init_cfg
     if not isinstance(pretrained, str):

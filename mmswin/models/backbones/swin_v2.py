@@ -15,17 +15,15 @@ from collections import OrderedDict
 from typing import Optional, Sequence, Union
 
 import torch
-import torch.utils.checkpoint as activation_checkpoint
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmswin.kernels import check_attn_impl, is_transforming
+from mmswin.kernels import is_transforming
 from mmswin.models.layers.attention import PositionBiasInputs, WindowMSAV2
 from mmswin.models.layers.patch import PatchMergingV2
 from mmswin.models.layers.swin_block import SwinBlockV2
-from mmswin.models.layers.window_layout import WindowLayoutCache
 from mmswin.registry import MODELS
 
-from .swin import SwinBackboneBase, _pretrained_init_cfg, resolve_arch
+from .swin import SwinBackboneBase, SwinStageBase, resolve_arch, with_common_arguments_doc
 
 # The released V2 weights (microsoft/Swin-Transformer, configs/swinv2), for reference:
 #   swinv2_{tiny,small,base}_patch4_window{8,16}_256      window 8 or 16,  pretrained_window_sizes 0
@@ -36,49 +34,27 @@ from .swin import SwinBackboneBase, _pretrained_init_cfg, resolve_arch
 # that stage runs with the map's side as its window; see SwinStageV2.window_for.)
 
 
-class SwinStageV2(nn.Module):
-    """``depth`` Swin V2 blocks alternating W-MSA / SW-MSA, then optional V2 patch merging.
+class SwinStageV2(SwinStageBase):
+    """``depth`` Swin V2 blocks alternating W-MSA / SW-MSA, then optional V2 patch merging
+    (:class:`~.swin.SwinStageBase`).
 
     The window is decided per input (:meth:`window_for`): where the map's smaller side is
     at most ``window_size`` the stage attends in windows of that side, unshifted;
     elsewhere in windows of ``window_size``, shifted by half in every other block, on the
     map zero-padded to a multiple of the window before the cyclic shift. The position
     bias is normalised by ``pretrained_window_size - 1`` when it is > 0, else by the
-    window's own ``M - 1``.
-
-    ``forward`` takes a ``[B, H, W, C]`` grid and returns the stage output (same shape,
-    before merging) and the input of the next stage (merged, or ``None``).
+    window's own ``M - 1``. The other arguments (``args``, ``options``) are
+    :class:`~.swin.SwinStageBase`'s.
     """
 
-    def __init__(
-        self,
-        embed_dims: int,
-        depth: int,
-        num_heads: int,
-        drop_path_rates: Sequence[float],
-        downsample: bool,
-        window_size: int,
-        pretrained_window_size: int = 0,
-        mask_padding: bool = False,
-        with_cp: bool = False,
-        **block_kwargs,
-    ):
-        super().__init__()
+    block_class = SwinBlockV2
+    merging_class = PatchMergingV2
+
+    def __init__(self, *args, window_size: int, pretrained_window_size: int = 0, **options):
+        super().__init__(*args, **options)
         self.window_size = window_size
         self.pretrained_window_size = pretrained_window_size
-        self.mask_padding = mask_padding
-        self.with_cp = with_cp
-        self.layouts = WindowLayoutCache()
         self.bias_inputs: OrderedDict[tuple, PositionBiasInputs] = OrderedDict()  # per (window, device), bounded
-        self.blocks = nn.ModuleList(
-            [
-                SwinBlockV2(
-                    embed_dims, num_heads, shifted=(i % 2 == 1), drop_path_rate=drop_path_rates[i], **block_kwargs
-                )
-                for i in range(depth)
-            ]
-        )
-        self.downsample = PatchMergingV2(embed_dims) if downsample else None
 
     def window_for(self, height: int, width: int) -> tuple[int, int]:
         """``(window, shift)`` of this stage for a ``height x width`` map."""
@@ -105,21 +81,18 @@ class SwinStageV2(nn.Module):
         _, height, width, _ = x.shape
         window, shift = self.window_for(height, width)
         layout = self.layouts.layout_for(x, window, shift, self.mask_padding)
-        bias_inputs = self.position_bias_inputs(window, x.device, is_transforming(x))
-        tokens = layout.to_windows(x)
-        for block in self.blocks:
-            if self.with_cp and torch.is_grad_enabled():
-                # Non-reentrant: works with frozen parameters and with DDP.
-                tokens = activation_checkpoint.checkpoint(block, tokens, layout, bias_inputs, use_reentrant=False)
-            else:
-                tokens = block(tokens, layout, bias_inputs)
-        out = layout.to_grid(tokens)
-        return out, (self.downsample(out) if self.downsample is not None else None)
+        return self.run_blocks(x, layout, self.position_bias_inputs(window, x.device, is_transforming(x)))
 
 
 @MODELS.register_module()
+@with_common_arguments_doc
 class SwinV2Backbone(SwinBackboneBase):
     """Swin Transformer V2 backbone emitting multi-scale NCHW feature maps.
+
+    ``arch``, ``window_size``, ``pretrained_window_sizes`` and ``pretrain_img_size`` may be
+    given by position, the others by keyword only. The arguments both versions take,
+    ``in_channels`` to ``pretrained``, are documented once, in
+    :data:`~.swin.COMMON_ARGUMENTS_DOC`; ``help()`` lists them at the end of ``Args``.
 
     Args:
         arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``t/s/b/l``; V1's widths, depths
@@ -131,28 +104,8 @@ class SwinV2Backbone(SwinBackboneBase):
         pretrained_window_sizes: the window each stage's weights were pretrained with, one
             per stage (or one int for all); the position bias normalises offsets by it.
             ``0`` means the stage's own window. Default 0.
-        pretrain_img_size: image size the absolute position embedding is defined for.
-            Default 256.
-        in_channels: image channels. Default 3.
-        patch_size: patch side of the embedding. Default 4.
-        mlp_ratio: MLP hidden width over embed width. Default 4.
-        patch_norm: LayerNorm after the patch embedding. Default True.
-        drop_rate: dropout after the position embedding, in the MLP and the projection. Default 0.
-        attn_drop_rate: dropout on attention weights. Default 0.
-        drop_path_rate: stochastic depth at the last block, linear from 0 over all blocks. Default 0.1.
-        use_abs_pos_embed: add a learnable absolute position embedding. Default False.
-        out_indices: stages whose output is returned, each through its own LayerNorm.
-            Default ``(0, 1, 2, 3)``.
-        frozen_stages: freeze the patch embedding (>= 0) and stages ``0..k-1`` with their
-            output norms; frozen parts stay in eval mode. ``-1`` freezes nothing. Default -1.
-        with_cp: non-reentrant activation checkpointing per block. Default False.
-        mask_padding: mask zero-padded tokens out as keys. Default False.
-        attn_impl: ``'sdpa'``, ``'eager'`` or ``'auto'``
-            (:func:`mmswin.kernels.choose_attention_impl`). Default ``'auto'``.
-        init_cfg: MMEngine init config, e.g. ``dict(type='Pretrained', checkpoint=PATH)``;
-            every public V2 weight format loads (:mod:`mmswin.checkpoint`).
-        pretrained: ``pretrained=PATH`` as MMDetection / MMSegmentation spell
-            ``init_cfg=dict(type='Pretrained', checkpoint=PATH)``; a path or None. Default None.
+        pretrain_img_size: image size the absolute position embedding is defined for;
+            it is resized (bicubic) to the input's patch grid. Default 256.
     """
 
     swin_version = 2
@@ -163,55 +116,15 @@ class SwinV2Backbone(SwinBackboneBase):
         window_size: Union[int, Sequence[int]] = 8,
         pretrained_window_sizes: Union[int, Sequence[int]] = 0,
         pretrain_img_size: Union[int, Sequence[int]] = 256,
-        in_channels: int = 3,
-        patch_size: int = 4,
-        mlp_ratio: float = 4.0,
-        patch_norm: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.1,
-        use_abs_pos_embed: bool = False,
-        out_indices: Sequence[int] = (0, 1, 2, 3),
-        frozen_stages: int = -1,
-        with_cp: bool = False,
-        mask_padding: bool = False,
-        attn_impl: str = 'auto',
-        init_cfg: Optional[Union[dict, list]] = None,
-        pretrained: Optional[str] = None,
+        **options,
     ):
-        init_cfg = _pretrained_init_cfg(pretrained, init_cfg)
         num_stages = len(resolve_arch(arch)[1])
         windows = _per_stage('window_size', window_size, num_stages, minimum=1)
-        pretrained = _per_stage('pretrained_window_sizes', pretrained_window_sizes, num_stages, minimum=0)
-        check_attn_impl(attn_impl)
-        super().__init__(
-            arch,
-            pretrain_img_size,
-            in_channels,
-            patch_size,
-            mlp_ratio,
-            patch_norm,
-            drop_rate,
-            attn_drop_rate,
-            drop_path_rate,
-            use_abs_pos_embed,
-            out_indices,
-            frozen_stages,
-            init_cfg,
-        )
+        pretrained_windows = _per_stage('pretrained_window_sizes', pretrained_window_sizes, num_stages, minimum=0)
+        super().__init__(arch, pretrain_img_size=pretrain_img_size, **options)
         self.window_size = windows
-        self.pretrained_window_sizes = pretrained
-        self.build_stages(
-            SwinStageV2,
-            window_size=list(windows),
-            pretrained_window_size=list(pretrained),
-            mask_padding=mask_padding,
-            with_cp=with_cp,
-            mlp_ratio=mlp_ratio,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            attn_impl=attn_impl,
-        )
+        self.pretrained_window_sizes = pretrained_windows
+        self.build_stages(SwinStageV2, window_size=list(windows), pretrained_window_size=list(pretrained_windows))
 
     def _init_parameters(self) -> None:
         super()._init_parameters()
