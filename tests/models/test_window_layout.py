@@ -91,23 +91,30 @@ def test_shift_gather_equals_roll_then_partition():
     assert torch.equal(layout.to_grid(regular), grid)
 
 
+def grid_of(height: int, width: int) -> torch.Tensor:
+    """A ``[1, H, W, 1]`` grid, as a stage hands it to its layout cache."""
+    return torch.zeros(1, height, width, 1)
+
+
 def test_layout_cache_keeps_one_layout_per_size_and_options():
     cache = WindowLayoutCache()
-    a = cache.get(9, 9, 7, 3)
-    assert cache.get(9, 9, 7, 3) is a
-    assert cache.get(9, 9, 7, 3, mask_padding=True) is not a
-    assert cache.get(9, 10, 7, 3) is not a
+    a = cache.layout_for(grid_of(9, 9), 7, 3)
+    assert cache.layout_for(torch.ones(2, 9, 9, 5), 7, 3) is a  # batch, channels and values do not matter
+    assert cache.layout_for(grid_of(9, 9), 7, 3, mask_padding=True) is not a
+    assert cache.layout_for(grid_of(9, 10), 7, 3) is not a
+    assert cache.layout_for(grid_of(9, 9), 7, 0) is not a
+    assert (a.height, a.width, a.window_size, a.shift_size) == (9, 9, 7, 3)
     assert a.attn_mask(True, torch.float16) is a.attn_mask(True, torch.float16)
 
 
 def test_layout_cache_is_bounded_and_drops_the_least_recently_used():
     cache = WindowLayoutCache(max_entries=2)
-    first = cache.get(9, 9, 7, 3)
-    cache.get(9, 10, 7, 3)
-    assert cache.get(9, 9, 7, 3) is first  # now the most recently used
-    cache.get(9, 11, 7, 3)  # pushes out (9, 10)
+    first = cache.layout_for(grid_of(9, 9), 7, 3)
+    cache.layout_for(grid_of(9, 10), 7, 3)
+    assert cache.layout_for(grid_of(9, 9), 7, 3) is first  # now the most recently used
+    cache.layout_for(grid_of(9, 11), 7, 3)  # pushes out (9, 10)
     assert len(cache) == 2
-    assert cache.get(9, 9, 7, 3) is first
+    assert cache.layout_for(grid_of(9, 9), 7, 3) is first
     with pytest.raises(ValueError, match='max_entries'):
         WindowLayoutCache(max_entries=0)
 

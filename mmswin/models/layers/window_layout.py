@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,14 @@ from mmswin.kernels import cpu_relayout, is_transforming, uses_cpu_layout_kernel
 # softmax weight is zero in fp32/bf16/fp16, small enough that bias + two masks stay
 # finite in fp16, so no row can turn into NaN.
 MASK_VALUE = -1.0e4
+
+
+def padded_size(size, window_size: int):
+    """``size`` rounded up to a multiple of ``window_size``: an int, or a symbolic size
+    while traced. Floor division of non-negative sizes only: the ONNX exporter turns a
+    symbolic ``//`` into a truncating division, which rounds a negative quotient the
+    wrong way."""
+    return (size + window_size - 1) // window_size * window_size
 
 
 def window_partition(x: Tensor, window_size: int) -> Tensor:
@@ -97,8 +105,6 @@ class WindowLayout:
     width: int
     window_size: int
     shift_size: int
-    padded_height: int
-    padded_width: int
     # [1, L, 1] bool, True for real tokens; None when the grid needs no padding.
     valid_tokens: Optional[Tensor]
     # [L] long: regular order -> shifted order, and back. None when shift_size == 0.
@@ -126,9 +132,18 @@ class WindowLayout:
     from_real: Optional[Tensor] = None
     _cast_masks: dict = field(default_factory=dict, repr=False)
     _valid_in_order: dict = field(default_factory=dict, repr=False)
-    _from_real_shifted: Optional[Tensor] = field(default=None, repr=False)
-    _real_rows_shifted: Optional[Tensor] = field(default=None, repr=False)
+    _derived: dict = field(default_factory=dict, repr=False)
     _chunks: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def padded_height(self) -> int:
+        """The height of the grid zero-padded to whole windows."""
+        return padded_size(self.height, self.window_size)
+
+    @property
+    def padded_width(self) -> int:
+        """The width of the grid zero-padded to whole windows."""
+        return padded_size(self.width, self.window_size)
 
     @property
     def num_windows(self) -> int:
@@ -186,11 +201,7 @@ class WindowLayout:
         the regular or the shifted window order; None when the grid needs no padding."""
         if self.real_tokens is None or not shifted:
             return self.real_tokens
-        if self.window_to_grid is not None:  # traced: nothing is cached
-            return self.from_shifted.index_select(0, self.real_tokens)
-        if self._real_rows_shifted is None:
-            self._real_rows_shifted = self.from_shifted.index_select(0, self.real_tokens)
-        return self._real_rows_shifted
+        return self._derive('real_rows_shifted', lambda: self.from_shifted.index_select(0, self.real_tokens))
 
     def scatter_real(self, real: Tensor, shifted: bool = False) -> Tensor:
         """``[B, Lr, C]`` real tokens (in :attr:`real_tokens`' order) -> ``[B, L, C]`` in
@@ -202,11 +213,16 @@ class WindowLayout:
     def _from_real_in(self, shifted: bool) -> Tensor:
         if not shifted:
             return self.from_real
-        if self.window_to_grid is not None:  # traced: nothing is cached
-            return self.from_real.index_select(0, self.to_shifted)
-        if self._from_real_shifted is None:
-            self._from_real_shifted = self.from_real.index_select(0, self.to_shifted)
-        return self._from_real_shifted
+        return self._derive('from_real_shifted', lambda: self.from_real.index_select(0, self.to_shifted))
+
+    def _derive(self, name: str, compute: Callable[[], Tensor]) -> Tensor:
+        """``compute()``, kept under ``name`` for the next call; computed again on every
+        call for a traced layout, whose tensors belong to the graph being built."""
+        if self.window_to_grid is not None:  # traced: nothing is kept
+            return compute()
+        if name not in self._derived:
+            self._derived[name] = compute()
+        return self._derived[name]
 
     def zero_padding(self, tokens: Tensor) -> Tensor:
         """Set padded tokens to zero, as the reference pads normalised tokens with zeros."""
@@ -292,8 +308,8 @@ def build_window_layout(
     """The :class:`WindowLayout` of a ``height x width`` grid (ints), built now, on
     ``device``. Windows whose mask is all zero lead each order (see the fields)."""
     device = torch.device(device)
-    padded_height = -(-height // window_size) * window_size
-    padded_width = -(-width // window_size) * window_size
+    padded_height = padded_size(height, window_size)
+    padded_width = padded_size(width, window_size)
     num_tokens = padded_height * padded_width
     N = window_size * window_size
 
@@ -352,8 +368,6 @@ def build_window_layout(
         width=width,
         window_size=window_size,
         shift_size=shift_size,
-        padded_height=padded_height,
-        padded_width=padded_width,
         valid_tokens=valid_regular.view(1, -1, 1).to(device) if needs_padding else None,
         to_shifted=None if to_shifted is None else to_shifted.to(device),
         from_shifted=None if from_shifted is None else from_shifted.to(device),
@@ -381,10 +395,8 @@ def build_traceable_layout(
     :class:`WindowLayoutCache`'s layout.
     """
     M, s = window_size, shift_size
-    # Floor division of non-negative sizes only: the ONNX exporter turns a symbolic
-    # ``//`` into a truncating division, which rounds a negative quotient the wrong way.
-    padded_height = (height + M - 1) // M * M
-    padded_width = (width + M - 1) // M * M
+    padded_height = padded_size(height, M)
+    padded_width = padded_size(width, M)
     N = M * M
     window_columns = padded_width // M
     num_windows = (padded_height // M) * window_columns
@@ -437,8 +449,6 @@ def build_traceable_layout(
         width=width,
         window_size=M,
         shift_size=s,
-        padded_height=padded_height,
-        padded_width=padded_width,
         valid_tokens=real[None, :, None],
         to_shifted=to_shifted,
         from_shifted=from_shifted,
@@ -462,9 +472,9 @@ def _wrap(index: Tensor, size) -> Tensor:
 class WindowLayoutCache:
     """The window layouts of one owner (a stage), one per grid size, bounded LRU.
 
-    ``get`` builds a layout (:func:`build_window_layout`) the first time a (height,
-    width, window, shift, mask_padding, device) key is asked for and returns the same
-    object afterwards, until ``max_entries`` newer keys have pushed it out. The peers
+    :meth:`layout_for` builds a layout (:func:`build_window_layout`) the first time a
+    (height, width, window, shift, mask_padding, device) key is asked for and returns the
+    same object afterwards, until ``max_entries`` newer keys have pushed it out. The peers
     rebuild the shift mask in every block on every forward; a stage builds it once per
     input size and shares it between its blocks and iterations.
     """
@@ -478,35 +488,24 @@ class WindowLayoutCache:
     def __len__(self) -> int:
         return len(self._layouts)
 
-    def get(
-        self,
-        height: int,
-        width: int,
-        window_size: int,
-        shift_size: int,
-        mask_padding: bool = False,
-        device: torch.device | str = 'cpu',
-    ) -> WindowLayout:
-        """The layout of a ``height x width`` grid (eager code only: sizes are ints)."""
-        key = (height, width, window_size, shift_size, bool(mask_padding), torch.device(device))
-        layout = self._layouts.get(key)
-        if layout is None:
-            layout = build_window_layout(height, width, window_size, shift_size, mask_padding, device)
-            self._layouts[key] = layout
-            if len(self._layouts) > self.max_entries:
-                self._layouts.popitem(last=False)
-        else:
-            self._layouts.move_to_end(key)
-        return layout
-
-    def layout_for(self, x: Tensor, window_size: int, shift_size: int, mask_padding: bool) -> WindowLayout:
+    def layout_for(self, x: Tensor, window_size: int, shift_size: int, mask_padding: bool = False) -> WindowLayout:
         """The layout of the ``[B, H, W, C]`` grid ``x``: cached in eager code, built in
         the graph (:func:`build_traceable_layout`, never cached, since the sizes may be
         symbolic) while the model is traced, compiled or exported."""
         _, height, width, _ = x.shape
         if is_transforming(x):
             return build_traceable_layout(height, width, window_size, shift_size, mask_padding, x.device)
-        return self.get(height, width, window_size, shift_size, mask_padding, x.device)
+        # In build_window_layout's order of arguments.
+        key = (height, width, window_size, shift_size, bool(mask_padding), x.device)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = build_window_layout(*key)
+            self._layouts[key] = layout
+            if len(self._layouts) > self.max_entries:
+                self._layouts.popitem(last=False)
+        else:
+            self._layouts.move_to_end(key)
+        return layout
 
     def clear(self) -> None:
         self._layouts.clear()
