@@ -21,6 +21,13 @@ MODEL_SIZES = [(2, 229, 311), (1, 97, 131), (1, 512, 512)]
 DETECTOR_SIZES = [(2, 229, 311), (1, 97, 131), (1, 800, 1333)]
 LOW_PRECISION_SIZES = [(1, 97, 131), (3, 224, 224)]
 
+# The whole models of the table: (name, config, the part exported (ox.build_part), what
+# it outputs, the sizes checked).
+WHOLE_MODELS = [
+    ('UperNet Swin-T', 'configs/upernet_swin_t.py', 'model', 'image -> logits', MODEL_SIZES),
+    ('Mask R-CNN Swin-T', 'configs/mask_rcnn_swin_t.py', 'features', 'FPN + RPN outputs', DETECTOR_SIZES),
+]
+
 
 @dataclass
 class Row:
@@ -154,24 +161,7 @@ def measure_all(folder: str, quick: bool = False, log: Callable[[str], None] = p
     rows += measure_low_precision(f'{label} backbone', v1, folder, log=log)
     if quick:
         return rows
-    module, names = config_part('configs/upernet_swin_t.py', 'model')
-    rows += measure_module(
-        'UperNet Swin-T (configs/upernet_swin_t.py), image -> logits',
-        module,
-        (2, 229, 311),
-        MODEL_SIZES,
-        folder,
-        names,
-        log=log,
-    )
-    module, names = config_part('configs/mask_rcnn_swin_t.py', 'features')
-    rows += measure_module(
-        'Mask R-CNN Swin-T (configs/mask_rcnn_swin_t.py), FPN + RPN outputs',
-        module,
-        (2, 229, 311),
-        DETECTOR_SIZES,
-        folder,
-        names,
-        log=log,
-    )
+    for name, config, part, outputs, sizes in WHOLE_MODELS:
+        module, names = config_part(config, part)
+        rows += measure_module(f'{name} ({config}), {outputs}', module, (2, 229, 311), sizes, folder, names, log=log)
     return rows

@@ -39,3 +39,18 @@ def test_sdpa_gradients_match_eager():
     eager(x, mask).square().sum().backward()
     for (name, a), b in zip(attn.named_parameters(), eager.parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-5), name
+
+
+def test_split_heads_gives_each_window_and_head_its_q_k_v():
+    from mmswin.models.layers.attention import split_heads
+
+    B, nW, N, heads, d = 2, 3, 4, 2, 5
+    qkv = torch.randn(B, nW * N, 3 * heads * d)
+    q, k, v = split_heads(qkv, N, heads)
+    assert q.shape == k.shape == v.shape == (B * nW, heads, N, d)
+    # Window w of image b, head h, token t: channels [which * C + h * d, ... + d) of row w * N + t.
+    b, w, h, t = 1, 2, 1, 3
+    row = qkv[b, w * N + t]
+    for which, tensor in enumerate((q, k, v)):
+        start = which * heads * d + h * d
+        assert torch.equal(tensor[b * nW + w, h, t], row[start : start + d])

@@ -30,6 +30,16 @@ def relative_position_index(window_size: int) -> Tensor:
     return offset[0] * (2 * window_size - 1) + offset[1]
 
 
+def split_heads(qkv: Tensor, window_tokens: int, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``[B, nW * N, 3 * C]`` rows of q, k and v side by side (``N = window_tokens``) ->
+    ``q``, ``k``, ``v``, each ``[B * nW, num_heads, N, C // num_heads]``, views of ``qkv``,
+    as :func:`attend_in_windows` takes them."""
+    batch, length, channels = qkv.shape
+    head_dims = channels // (3 * num_heads)
+    windows = batch * (length // window_tokens)
+    return qkv.view(windows, window_tokens, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+
+
 def attend_in_windows(
     q: Tensor,
     k: Tensor,
@@ -152,12 +162,8 @@ class WindowMSA(nn.Module):
         Returns:
             ``[B, num_windows * N, C]``, the heads' outputs side by side.
         """
-        B, L, C = tokens.shape
-        N = self.window_size * self.window_size
-        heads = self.num_heads
-        windows = B * (L // N)
-        qkv = self.qkv(tokens).view(windows, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each [B * nW, heads, N, head_dims]
+        B = tokens.shape[0]
+        q, k, v = split_heads(self.qkv(tokens), self.window_size * self.window_size, self.num_heads)
 
         dropout_p = self.attn_drop_rate if self.training else 0.0
         return attend_in_windows(q, k, v, self.relative_position_bias(), mask, B, self.scale, self.attn_impl, dropout_p)
@@ -308,13 +314,10 @@ class WindowMSAV2(nn.Module):
         Returns:
             ``[B, num_windows * N, C]``, the heads' outputs side by side.
         """
-        B, L, C = tokens.shape
-        N = inputs.window_size * inputs.window_size
-        heads = self.num_heads
-        windows = B * (L // N)
+        B = tokens.shape[0]
         qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias, requires_grad=False), self.v_bias))
         qkv = F.linear(tokens, self.qkv.weight, qkv_bias)
-        q, k, v = qkv.view(windows, N, 3, heads, self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = split_heads(qkv, inputs.window_size * inputs.window_size, self.num_heads)
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().to(q.dtype)  # [heads, 1, 1]
         q = F.normalize(q, dim=-1) * scale
         k = F.normalize(k, dim=-1)
