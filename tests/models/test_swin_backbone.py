@@ -7,7 +7,7 @@ import torch
 
 from mmswin.kernels import cpu_chunked
 from mmswin.models import SwinBackbone
-from mmswin.models.layers import window_layout
+from mmswin.models.layers import swin_block
 
 from ..helpers import MINI_ARCH, perturb_
 
@@ -139,14 +139,14 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
         reference = [base(x), unmasked(x)]
         # Fill padded tokens with large noise instead of zeros after norm1 (on the reference
         # and on the chunked path): masked keys must not matter.
-        zero_padded = window_layout.WindowLayout.scatter_real
+        zero_padded = swin_block.pad_rows
 
-        def noise_padded(layout, real, shifted=False):
-            tokens = zero_padded(layout, real, shifted)
-            valid = layout.valid_mask(shifted).view(1, -1, 1)
-            return torch.where(valid, tokens, 30 * torch.randn_like(tokens))
+        def noise_padded(real, rows):
+            tokens = zero_padded(real, rows)
+            padding = (rows.from_source == real.shape[1]).view(1, -1, 1)
+            return torch.where(padding, 30 * torch.randn_like(tokens), tokens)
 
-        monkeypatch.setattr(window_layout.WindowLayout, 'scatter_real', noise_padded)
+        monkeypatch.setattr(swin_block, 'pad_rows', noise_padded)
         monkeypatch.setattr(
             cpu_chunked,
             'padded_normed',

@@ -97,3 +97,25 @@ def test_compiles_once_for_every_size_and_batch():
     assert counters['stats']['unique_graphs'] == 1
     assert sum(counters['graph_break'].values()) == 0
     assert counters['stats']['calls_captured'] > 0
+
+
+@pytest.mark.parametrize('autocast', [False, True])
+def test_reference_backward_gathers_and_never_scatters(autocast):
+    """The whole-tensor block's backward moves tokens by gathers only (crop_rows /
+    pad_rows): no index_add, whose CPU kernel is one add per row on one thread and
+    whose CUDA kernel adds with atomics."""
+    model = perturb_(
+        SwinBackbone(
+            arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1, 2)), out_indices=(0, 1), block_impl='reference'
+        )
+    )
+    x = torch.randn(2, 3, 61, 45)  # padded in both stages, shifted blocks in both
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        loss = sum(out.float().square().mean() for out in model.train()(x))
+    with OperatorCounter() as counter:
+        loss.backward()
+    assert counter.counts['index_select'] > 0
+    assert counter.counts['index_add'] == 0, counter.counts
+    # The one scatter left: each block's bias table, from the [N * N, heads] gather.
+    assert counter.counts['index_put'] == sum(model.arch_settings['depths'])
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block
 
 from .attention import PositionBiasInputs, WindowMSA, WindowMSAV2
+from .token_gather import crop_rows, pad_rows
 from .window_layout import WindowLayout
 
 __all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock', 'SwinBlockV2']
@@ -123,19 +124,19 @@ class SwinBlock(nn.Module):
         if layout.real_tokens is None:  # no padding
             tokens = self.norm1(x)
             if shifted:
-                tokens = tokens.index_select(1, layout.to_shifted)
+                tokens = crop_rows(tokens, layout.shift_map(into_shifted=True))
             attended = self.attn.attend(tokens, mask)
             if shifted:
-                attended = attended.index_select(1, layout.from_shifted)
+                attended = crop_rows(attended, layout.shift_map(into_shifted=False))
             x = x + self.drop_path(self.attn.project(attended))
             return x + self.drop_path(self.mlp(self.norm2(x)))
-        real = x.index_select(1, layout.real_tokens)
+        real = crop_rows(x, layout.real_row_map(shifted=False))
         # One gather pads with zeros and puts the tokens in the block's window order.
-        attended = self.attn.attend(layout.scatter_real(self.norm1(real), shifted), mask)
-        real_rows = layout.real_rows(shifted)
-        real = real + self.drop_path(self.attn.project(attended.index_select(1, real_rows)))
+        rows = layout.real_row_map(shifted)
+        attended = crop_rows(self.attn.attend(pad_rows(self.norm1(real), rows), mask), rows)
+        real = real + self.drop_path(self.attn.project(attended))
         real = real + self.drop_path(self.mlp(self.norm2(real)))
-        return layout.scatter_real(real)
+        return pad_rows(real, layout.real_row_map(shifted=False))
 
     def dropout_active(self) -> bool:
         """Whether a dropout layer (not stochastic depth) is active: training mode, rate > 0."""
@@ -195,15 +196,15 @@ class SwinBlockV2(nn.Module):
         dtype = autocast_dtype(x.device.type) or self.norm1.weight.dtype
         mask = layout.attn_mask(shifted, dtype)
         if layout.real_tokens is None:  # no padding
-            tokens = x.index_select(1, layout.to_shifted) if shifted else x
+            tokens = crop_rows(x, layout.shift_map(into_shifted=True)) if shifted else x
             attended = self.attn.attend(tokens, bias_inputs, mask)
             if shifted:
-                attended = attended.index_select(1, layout.from_shifted)
+                attended = crop_rows(attended, layout.shift_map(into_shifted=False))
             x = x + self.drop_path(self.norm1(self.attn.project(attended)))
             return x + self.drop_path(self.norm2(self.mlp(x)))
-        real = x.index_select(1, layout.real_tokens)
-        attended = self.attn.attend(layout.scatter_real(real, shifted), bias_inputs, mask)
-        attended = attended.index_select(1, layout.real_rows(shifted))
+        real = crop_rows(x, layout.real_row_map(shifted=False))
+        rows = layout.real_row_map(shifted)
+        attended = crop_rows(self.attn.attend(pad_rows(real, rows), bias_inputs, mask), rows)
         real = real + self.drop_path(self.norm1(self.attn.project(attended)))
         real = real + self.drop_path(self.norm2(self.mlp(real)))
-        return layout.scatter_real(real)
+        return pad_rows(real, layout.real_row_map(shifted=False))

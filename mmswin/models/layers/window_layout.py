@@ -13,20 +13,22 @@ keeps them per size for the stage that owns it.
 Numerically this equals the reference formulation "pad the normalised tokens with
 zeros, roll by ``-shift``, partition, attend with the shift mask": a block normalises
 the real tokens alone and pads them with zeros in its window order
-(:meth:`WindowLayout.scatter_real`).
+(:meth:`WindowLayout.real_row_map`, :func:`~.token_gather.pad_rows`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmswin.kernels import cpu_relayout, is_transforming, uses_cpu_layout_kernels
+
+from .token_gather import RowMap
 
 # Additive mask value for forbidden query/key pairs. Large enough that the pair's
 # softmax weight is zero in fp32/bf16/fp16, small enough that bias + two masks stay
@@ -196,26 +198,32 @@ class WindowLayout:
             self._valid_in_order[shifted] = valid[self.to_shifted] if shifted else valid
         return self._valid_in_order[shifted]
 
-    def real_rows(self, shifted: bool) -> Optional[Tensor]:
-        """``[Lr]`` long: the row of each real token (in :attr:`real_tokens`' order) in
-        the regular or the shifted window order; None when the grid needs no padding."""
-        if self.real_tokens is None or not shifted:
-            return self.real_tokens
-        return self._derive('real_rows_shifted', lambda: self.from_shifted.index_select(0, self.real_tokens))
-
-    def scatter_real(self, real: Tensor, shifted: bool = False) -> Tensor:
-        """``[B, Lr, C]`` real tokens (in :attr:`real_tokens`' order) -> ``[B, L, C]`` in
-        the regular or the shifted window order, padded tokens zero. One gather, so it
-        traces and exports."""
-        zero_row = real.new_zeros(real.shape[0], 1, real.shape[2])
-        return torch.cat([real, zero_row], 1).index_select(1, self._from_real_in(shifted))
-
-    def _from_real_in(self, shifted: bool) -> Tensor:
+    def real_row_map(self, shifted: bool) -> Optional[RowMap]:
+        """Where the real tokens (in :attr:`real_tokens`' order) stand in the regular or
+        the shifted window order, for :func:`~.token_gather.crop_rows` and
+        :func:`~.token_gather.pad_rows`; None when the grid needs no padding."""
+        if self.real_tokens is None:
+            return None
+        traced = self.window_to_grid is not None
         if not shifted:
-            return self.from_real
-        return self._derive('from_real_shifted', lambda: self.from_real.index_select(0, self.to_shifted))
+            return self._derive('real_rows', lambda: RowMap(self.real_tokens, self.from_real, traced))
+        return self._derive(
+            'real_rows_shifted',
+            lambda: RowMap(
+                self.from_shifted.index_select(0, self.real_tokens),
+                self.from_real.index_select(0, self.to_shifted),
+                traced,
+            ),
+        )
 
-    def _derive(self, name: str, compute: Callable[[], Tensor]) -> Tensor:
+    def shift_map(self, into_shifted: bool) -> RowMap:
+        """The permutation from the regular into the shifted window order, or back, as a
+        :class:`~.token_gather.RowMap`."""
+        rows, inverse = (self.to_shifted, self.from_shifted) if into_shifted else (self.from_shifted, self.to_shifted)
+        traced = self.window_to_grid is not None
+        return self._derive('into_shifted' if into_shifted else 'from_shifted', lambda: RowMap(rows, inverse, traced))
+
+    def _derive(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, kept under ``name`` for the next call; computed again on every
         call for a traced layout, whose tensors belong to the graph being built."""
         if self.window_to_grid is not None:  # traced: nothing is kept
