@@ -54,3 +54,23 @@ def test_split_heads_gives_each_window_and_head_its_q_k_v():
     for which, tensor in enumerate((q, k, v)):
         start = which * heads * d + h * d
         assert torch.equal(tensor[b * nW + w, h, t], row[start : start + d])
+
+
+@pytest.mark.parametrize('used', [(0, 1, 2), (0, 2)])
+def test_contiguous_split_heads_matches_the_views_forward_and_backward(used):
+    from mmswin.models.layers.attention import split_heads
+
+    B, nW, N, heads, d = 2, 3, 4, 2, 5
+    qkv = torch.randn(B, nW * N, 3 * heads * d, dtype=torch.float64, requires_grad=True)
+    weights = [torch.randn(B * nW, heads, N, d, dtype=torch.float64) for _ in range(3)]
+
+    def loss(parts):
+        return sum((parts[i] * weights[i]).sum() for i in used)
+
+    views = split_heads(qkv, N, heads)
+    copies = split_heads(qkv, N, heads, contiguous=True)
+    assert all(c.is_contiguous() and torch.equal(c, v) for c, v in zip(copies, views))
+    (from_views,) = torch.autograd.grad(loss(views), qkv)
+    (from_copies,) = torch.autograd.grad(loss(split_heads(qkv, N, heads, contiguous=True)), qkv)
+    assert torch.equal(from_copies, from_views)
+    assert torch.autograd.gradcheck(lambda t: loss(split_heads(t, N, heads, contiguous=True)), (qkv,))

@@ -30,14 +30,47 @@ def relative_position_index(window_size: int) -> Tensor:
     return offset[0] * (2 * window_size - 1) + offset[1]
 
 
-def split_heads(qkv: Tensor, window_tokens: int, num_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+def split_heads(
+    qkv: Tensor, window_tokens: int, num_heads: int, contiguous: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
     """``[B, nW * N, 3 * C]`` rows of q, k and v side by side (``N = window_tokens``) ->
-    ``q``, ``k``, ``v``, each ``[B * nW, num_heads, N, C // num_heads]``, views of ``qkv``,
-    as :func:`attend_in_windows` takes them."""
+    ``q``, ``k``, ``v``, each ``[B * nW, num_heads, N, C // num_heads]``, as
+    :func:`attend_in_windows` takes them.
+
+    Views of ``qkv`` by default (SDPA reads them in place). ``contiguous``: three
+    contiguous copies, for the explicit products, which would copy them anyway; in eager
+    code the backward pass then writes the three gradients into one ``[B, L, 3C]``
+    tensor in one pass, where autograd's own backward of the views stacks them and
+    copies the stack again.
+    """
+    if contiguous and not is_transforming(qkv):
+        return _ContiguousHeads.apply(qkv, window_tokens, num_heads)
     batch, length, channels = qkv.shape
     head_dims = channels // (3 * num_heads)
     windows = batch * (length // window_tokens)
-    return qkv.view(windows, window_tokens, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+    heads = qkv.view(windows, window_tokens, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+    return tuple(head.contiguous() for head in heads) if contiguous else heads
+
+
+class _ContiguousHeads(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, qkv: Tensor, window_tokens: int, num_heads: int):
+        batch, length, channels = qkv.shape
+        ctx.shape = qkv.shape
+        per_head = qkv.view(batch * (length // window_tokens), window_tokens, 3, num_heads, -1)
+        return tuple(part.transpose(1, 2).contiguous() for part in per_head.unbind(2))
+
+    @staticmethod
+    def backward(ctx, *grads: Optional[Tensor]):
+        like = next(grad for grad in grads if grad is not None)
+        windows, heads, tokens, head_dims = like.shape
+        grad_qkv = like.new_empty(windows, tokens, 3, heads, head_dims)
+        for index, grad in enumerate(grads):
+            if grad is None:
+                grad_qkv[:, :, index].zero_()
+            else:
+                grad_qkv[:, :, index].copy_(grad.transpose(1, 2))
+        return grad_qkv.view(ctx.shape), None, None
 
 
 def attend_in_windows(
@@ -64,24 +97,27 @@ def attend_in_windows(
     if mask is not None:
         # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
         attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
-        # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
-        # in eager code; traced code always copies, so no graph depends on B).
-        if is_transforming(q):
-            attn_bias = attn_bias.repeat(batch, 1, 1, 1)
-        else:
-            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).reshape(windows, heads, N, N)
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
     impl = choose_attention_impl(attn_impl, q.device.type, needs_grad, is_transforming(q))
     if impl == 'sdpa':
+        if mask is not None:
+            # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
+            # in eager code; traced code always copies, so no graph depends on B).
+            if is_transforming(q):
+                attn_bias = attn_bias.repeat(batch, 1, 1, 1)
+            else:
+                attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).reshape(windows, heads, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
     else:
+        # Scores as [B, nW, heads, N, N]: the bias and the mask broadcast over them in place.
+        q, k, v = (part.reshape(batch, -1, heads, N, head_dims) for part in (q, k, v))
         attn = torch.matmul(q, k.transpose(-2, -1))
         if scale != 1.0:
             attn.mul_(scale)
         attn = attn.add_(attn_bias).softmax(dim=-1)
         if dropout_p > 0:
             attn = F.dropout(attn, p=dropout_p)
-        out = attn @ v
+        out = (attn @ v).view(windows, heads, N, head_dims)
     out = out.transpose(1, 2)
     if is_transforming(q):
         # SDPA's output strides differ between its fused kernels and its decomposition
@@ -162,11 +198,15 @@ class WindowMSA(nn.Module):
         Returns:
             ``[B, num_windows * N, C]``, the heads' outputs side by side.
         """
-        B = tokens.shape[0]
-        q, k, v = split_heads(self.qkv(tokens), self.window_size * self.window_size, self.num_heads)
-
+        qkv = self.qkv(tokens)
+        table = self.relative_position_bias_table
+        needs_grad = torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
+        impl = choose_attention_impl(self.attn_impl, qkv.device.type, needs_grad, is_transforming(qkv))
+        N = self.window_size * self.window_size
+        q, k, v = split_heads(qkv, N, self.num_heads, contiguous=impl == 'eager')
         dropout_p = self.attn_drop_rate if self.training else 0.0
-        return attend_in_windows(q, k, v, self.relative_position_bias(), mask, B, self.scale, self.attn_impl, dropout_p)
+        bias = self.relative_position_bias()
+        return attend_in_windows(q, k, v, bias, mask, tokens.shape[0], self.scale, impl, dropout_p)
 
 
 # --- Swin V2 (Liu et al., "Swin Transformer V2", CVPR 2022) -------------------------------------
