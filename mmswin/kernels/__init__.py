@@ -229,6 +229,15 @@ def run_block(
     )
 
 
+def skips_dropped_branches(x: Tensor) -> bool:
+    """Whether stochastic depth computes a residual branch only for the samples it keeps
+    (:meth:`mmswin.models.layers.swin_block.DropPath.residual`): in eager CPU code, where
+    the work saved is worth reading the draws back. Elsewhere every sample runs the
+    branch and is multiplied by its factor (no host sync per block on an accelerator,
+    no data-dependent shapes in a graph)."""
+    return x.device.type == 'cpu' and not is_transforming(x)
+
+
 def uses_cpu_layout_kernels(x: Tensor) -> bool:
     """Whether the one-copy CPU relayouts of :mod:`.cpu_layout` serve ``x`` (plain eager
     CPU tensors); elsewhere the plain pad / permute copies run, which trace and export."""

@@ -240,3 +240,52 @@ def test_reference_block_projects_and_mlps_real_tokens_only(shifted, traced_layo
     valid = layout.valid_tokens
     assert (out - every_token).masked_fill(~valid, 0).abs().max() < 1e-5
     assert not out.masked_fill(valid, 0).any()
+
+
+def test_dropped_branches_are_skipped_on_a_cpu_only():
+    from mmswin.kernels import skips_dropped_branches
+
+    assert skips_dropped_branches(torch.zeros(2))
+    assert not skips_dropped_branches(torch.zeros(2, device='meta'))
+    traced = torch.jit.trace(lambda t: t * float(skips_dropped_branches(t)), torch.ones(2), check_trace=False)
+    assert torch.equal(traced(torch.ones(2)), torch.zeros(2))
+
+
+@pytest.mark.parametrize('block_class', ['v1', 'v2'])
+@pytest.mark.parametrize('size', [(14, 14), (9, 12)], ids=['unpadded', 'padded'])
+def test_skipping_dropped_branches_changes_no_value_and_saves_their_work(monkeypatch, block_class, size):
+    """Stochastic depth that skips the branches it drops gives the values and gradients
+    of the block that runs every branch and multiplies it by zero, from the same draws,
+    with fewer FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmswin.models.layers import swin_block
+    from mmswin.models.layers.attention import PositionBiasInputs
+
+    height, width = size
+    layout = build_window_layout(height, width, 7, 3)
+    if block_class == 'v1':
+        block = perturb_(SwinBlock(16, 2, 7, shifted=True, drop_path_rate=0.5, block_impl='reference'))
+        extra = ()
+    else:
+        block = perturb_(swin_block.SwinBlockV2(16, 2, shifted=True, drop_path_rate=0.5))
+        extra = (PositionBiasInputs.build(7, 0, torch.device('cpu')),)
+    run = block.forward_reference if block_class == 'v1' else block.forward
+    x = layout.to_windows(torch.randn(6, height, width, 16))
+
+    def step(skipping: bool):
+        monkeypatch.setattr(swin_block, 'skips_dropped_branches', lambda t: skipping)
+        block.zero_grad()
+        torch.manual_seed(3)  # 6 images, 2 branches: some draws drop, some keep
+        inputs = x.clone().requires_grad_()
+        with FlopCounterMode(display=False) as flops:
+            out = run(inputs, layout, *extra)
+            out.square().sum().backward()
+        return out, inputs.grad, [p.grad.clone() for p in block.parameters()], flops.get_total_flops()
+
+    skipped, every = step(True), step(False)
+    assert torch.allclose(skipped[0], every[0], rtol=1e-5, atol=1e-5)
+    assert torch.allclose(skipped[1], every[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(skipped[2], every[2]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-4 * b.abs().max().item())
+    assert skipped[3] < 0.9 * every[3]

@@ -106,7 +106,10 @@ def test_reference_backward_gathers_and_never_scatters(autocast):
     whose CUDA kernel adds with atomics."""
     model = perturb_(
         SwinBackbone(
-            arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1, 2)), out_indices=(0, 1), block_impl='reference'
+            arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1, 2)),
+            out_indices=(0, 1),
+            drop_path_rate=0.0,
+            block_impl='reference',
         )
     )
     x = torch.randn(2, 3, 61, 45)  # padded in both stages, shifted blocks in both

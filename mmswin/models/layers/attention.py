@@ -57,7 +57,7 @@ class _ContiguousHeads(torch.autograd.Function):
     def forward(ctx, qkv: Tensor, window_tokens: int, num_heads: int):
         batch, length, channels = qkv.shape
         ctx.shape = qkv.shape
-        per_head = qkv.view(batch * (length // window_tokens), window_tokens, 3, num_heads, -1)
+        per_head = qkv.view(batch * (length // window_tokens), window_tokens, 3, num_heads, channels // (3 * num_heads))
         return tuple(part.transpose(1, 2).contiguous() for part in per_head.unbind(2))
 
     @staticmethod

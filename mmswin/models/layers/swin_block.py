@@ -9,11 +9,12 @@ other implementation is tested against the reference, forward and backward.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
+import torch
 from torch import Tensor, nn
 
-from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block
+from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block, skips_dropped_branches
 
 from .attention import PositionBiasInputs, WindowMSA, WindowMSAV2
 from .token_gather import crop_rows, pad_rows
@@ -32,9 +33,31 @@ class DropPath(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.drop_prob == 0.0 or not self.training:
             return x
+        return x * self._draw_scale(x)
+
+    def _draw_scale(self, x: Tensor) -> Tensor:
+        """Per sample ``0`` (dropped) or ``1 / keep_prob``, shaped to broadcast over ``x``."""
         keep_prob = 1.0 - self.drop_prob
         keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-        return x * keep.div_(keep_prob)
+        return keep.div_(keep_prob)
+
+    def residual(self, x: Tensor, branch: Callable[[Tensor], Tensor]) -> Tensor:
+        """``x + self(branch(x))``, the same values from the same random draws; where
+        :func:`mmswin.kernels.skips_dropped_branches` allows (eager CPU code), the
+        branch runs only for the samples it keeps."""
+        if self.drop_prob == 0.0 or not self.training:
+            return x + branch(x)
+        scale = self._draw_scale(x)
+        if not skips_dropped_branches(x):
+            return x + branch(x) * scale
+        kept = torch.nonzero(scale.view(-1)).view(-1)
+        if kept.numel() == x.shape[0]:
+            return x + branch(x) * scale
+        if kept.numel() == 0:
+            # Still one sample's branch, times zero: its parameters get (zero) gradients,
+            # as DDP expects of every parameter in every step.
+            return x + branch(x[:1]) * scale[:1]
+        return x.index_add(0, kept, branch(x.index_select(0, kept)) * scale.index_select(0, kept))
 
     def extra_repr(self) -> str:
         return f'drop_prob={self.drop_prob}'
@@ -121,21 +144,32 @@ class SwinBlock(nn.Module):
         # The mask in the dtype attention computes in, cast once per layout, not per block.
         dtype = autocast_dtype(x.device.type) or self.attn.relative_position_bias_table.dtype
         mask = layout.attn_mask(shifted, dtype)
+
+        def mlp(tokens: Tensor) -> Tensor:
+            return self.mlp(self.norm2(tokens))
+
         if layout.real_tokens is None:  # no padding
-            tokens = self.norm1(x)
-            if shifted:
-                tokens = crop_rows(tokens, layout.shift_map(into_shifted=True))
-            attended = self.attn.attend(tokens, mask)
-            if shifted:
-                attended = crop_rows(attended, layout.shift_map(into_shifted=False))
-            x = x + self.drop_path(self.attn.project(attended))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        real = crop_rows(x, layout.real_row_map(shifted=False))
-        # One gather pads with zeros and puts the tokens in the block's window order.
+
+            def attention(tokens: Tensor) -> Tensor:
+                tokens = self.norm1(tokens)
+                if shifted:
+                    tokens = crop_rows(tokens, layout.shift_map(into_shifted=True))
+                attended = self.attn.attend(tokens, mask)
+                if shifted:
+                    attended = crop_rows(attended, layout.shift_map(into_shifted=False))
+                return self.attn.project(attended)
+
+            return self.drop_path.residual(self.drop_path.residual(x, attention), mlp)
+
         rows = layout.real_row_map(shifted)
-        attended = crop_rows(self.attn.attend(pad_rows(self.norm1(real), rows), mask), rows)
-        real = real + self.drop_path(self.attn.project(attended))
-        real = real + self.drop_path(self.mlp(self.norm2(real)))
+
+        def attention_of_real(real: Tensor) -> Tensor:
+            # One gather pads with zeros and puts the tokens in the block's window order.
+            attended = self.attn.attend(pad_rows(self.norm1(real), rows), mask)
+            return self.attn.project(crop_rows(attended, rows))
+
+        real = crop_rows(x, layout.real_row_map(shifted=False))
+        real = self.drop_path.residual(self.drop_path.residual(real, attention_of_real), mlp)
         return pad_rows(real, layout.real_row_map(shifted=False))
 
     def dropout_active(self) -> bool:
@@ -195,16 +229,28 @@ class SwinBlockV2(nn.Module):
         shifted = self.shifted and layout.shift_size > 0
         dtype = autocast_dtype(x.device.type) or self.norm1.weight.dtype
         mask = layout.attn_mask(shifted, dtype)
+
+        def mlp(tokens: Tensor) -> Tensor:
+            return self.norm2(self.mlp(tokens))
+
         if layout.real_tokens is None:  # no padding
-            tokens = crop_rows(x, layout.shift_map(into_shifted=True)) if shifted else x
-            attended = self.attn.attend(tokens, bias_inputs, mask)
-            if shifted:
-                attended = crop_rows(attended, layout.shift_map(into_shifted=False))
-            x = x + self.drop_path(self.norm1(self.attn.project(attended)))
-            return x + self.drop_path(self.norm2(self.mlp(x)))
-        real = crop_rows(x, layout.real_row_map(shifted=False))
+
+            def attention(tokens: Tensor) -> Tensor:
+                if shifted:
+                    tokens = crop_rows(tokens, layout.shift_map(into_shifted=True))
+                attended = self.attn.attend(tokens, bias_inputs, mask)
+                if shifted:
+                    attended = crop_rows(attended, layout.shift_map(into_shifted=False))
+                return self.norm1(self.attn.project(attended))
+
+            return self.drop_path.residual(self.drop_path.residual(x, attention), mlp)
+
         rows = layout.real_row_map(shifted)
-        attended = crop_rows(self.attn.attend(pad_rows(real, rows), bias_inputs, mask), rows)
-        real = real + self.drop_path(self.norm1(self.attn.project(attended)))
-        real = real + self.drop_path(self.norm2(self.mlp(real)))
+
+        def attention_of_real(real: Tensor) -> Tensor:
+            attended = self.attn.attend(pad_rows(real, rows), bias_inputs, mask)
+            return self.norm1(self.attn.project(crop_rows(attended, rows)))
+
+        real = crop_rows(x, layout.real_row_map(shifted=False))
+        real = self.drop_path.residual(self.drop_path.residual(real, attention_of_real), mlp)
         return pad_rows(real, layout.real_row_map(shifted=False))
