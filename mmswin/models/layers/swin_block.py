@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block, skips_dropped_branches
 
 from .attention import PositionBiasInputs, WindowMSA, WindowMSAV2
-from .token_gather import crop_rows, pad_rows
+from .token_gather import RowMap, crop_rows, pad_rows
 from .window_layout import WindowLayout
 
 __all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock', 'SwinBlockV2']
@@ -75,6 +75,28 @@ class Mlp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def in_window_order(tokens: Tensor, rows: Optional[RowMap], attend: Callable[[Tensor], Tensor]) -> Tensor:
+    """``attend`` on ``tokens`` moved into a block's window order by ``rows``
+    (:meth:`WindowLayout.real_row_map`; None: they are in it), its output moved back:
+    ``[B, Lr, C]`` -> ``[B, Lr, C']``. Padding rows enter ``attend`` as zeros."""
+    if rows is None:
+        return attend(tokens)
+    return crop_rows(attend(pad_rows(tokens, rows)), rows)
+
+
+def residual_branches(
+    x: Tensor, layout: WindowLayout, drop_path: DropPath, attention: Callable, mlp: Callable
+) -> Tensor:
+    """A block's two residual branches, ``x + attention(x)`` then ``+ mlp``, each
+    through ``drop_path`` (:meth:`DropPath.residual`), on the real tokens of ``[B, L, C]``
+    tokens in regular window order. On a padded grid the branches never see padding
+    and the padded output tokens are zero."""
+    stream = layout.real_row_map(shifted=False)
+    real = x if stream is None else crop_rows(x, stream)
+    real = drop_path.residual(drop_path.residual(real, attention), mlp)
+    return real if stream is None else pad_rows(real, stream)
 
 
 class SwinBlock(nn.Module):
@@ -144,33 +166,16 @@ class SwinBlock(nn.Module):
         # The mask in the dtype attention computes in, cast once per layout, not per block.
         dtype = autocast_dtype(x.device.type) or self.attn.relative_position_bias_table.dtype
         mask = layout.attn_mask(shifted, dtype)
+        rows = layout.real_row_map(shifted)
+
+        def attention(tokens: Tensor) -> Tensor:
+            attended = in_window_order(self.norm1(tokens), rows, lambda windows: self.attn.attend(windows, mask))
+            return self.attn.project(attended)
 
         def mlp(tokens: Tensor) -> Tensor:
             return self.mlp(self.norm2(tokens))
 
-        if layout.real_tokens is None:  # no padding
-
-            def attention(tokens: Tensor) -> Tensor:
-                tokens = self.norm1(tokens)
-                if shifted:
-                    tokens = crop_rows(tokens, layout.shift_map(into_shifted=True))
-                attended = self.attn.attend(tokens, mask)
-                if shifted:
-                    attended = crop_rows(attended, layout.shift_map(into_shifted=False))
-                return self.attn.project(attended)
-
-            return self.drop_path.residual(self.drop_path.residual(x, attention), mlp)
-
-        rows = layout.real_row_map(shifted)
-
-        def attention_of_real(real: Tensor) -> Tensor:
-            # One gather pads with zeros and puts the tokens in the block's window order.
-            attended = self.attn.attend(pad_rows(self.norm1(real), rows), mask)
-            return self.attn.project(crop_rows(attended, rows))
-
-        real = crop_rows(x, layout.real_row_map(shifted=False))
-        real = self.drop_path.residual(self.drop_path.residual(real, attention_of_real), mlp)
-        return pad_rows(real, layout.real_row_map(shifted=False))
+        return residual_branches(x, layout, self.drop_path, attention, mlp)
 
     def dropout_active(self) -> bool:
         """Whether a dropout layer (not stochastic depth) is active: training mode, rate > 0."""
@@ -229,28 +234,13 @@ class SwinBlockV2(nn.Module):
         shifted = self.shifted and layout.shift_size > 0
         dtype = autocast_dtype(x.device.type) or self.norm1.weight.dtype
         mask = layout.attn_mask(shifted, dtype)
+        rows = layout.real_row_map(shifted)
+
+        def attention(tokens: Tensor) -> Tensor:
+            attended = in_window_order(tokens, rows, lambda windows: self.attn.attend(windows, bias_inputs, mask))
+            return self.norm1(self.attn.project(attended))
 
         def mlp(tokens: Tensor) -> Tensor:
             return self.norm2(self.mlp(tokens))
 
-        if layout.real_tokens is None:  # no padding
-
-            def attention(tokens: Tensor) -> Tensor:
-                if shifted:
-                    tokens = crop_rows(tokens, layout.shift_map(into_shifted=True))
-                attended = self.attn.attend(tokens, bias_inputs, mask)
-                if shifted:
-                    attended = crop_rows(attended, layout.shift_map(into_shifted=False))
-                return self.norm1(self.attn.project(attended))
-
-            return self.drop_path.residual(self.drop_path.residual(x, attention), mlp)
-
-        rows = layout.real_row_map(shifted)
-
-        def attention_of_real(real: Tensor) -> Tensor:
-            attended = self.attn.attend(pad_rows(real, rows), bias_inputs, mask)
-            return self.norm1(self.attn.project(crop_rows(attended, rows)))
-
-        real = crop_rows(x, layout.real_row_map(shifted=False))
-        real = self.drop_path.residual(self.drop_path.residual(real, attention_of_real), mlp)
-        return pad_rows(real, layout.real_row_map(shifted=False))
+        return residual_branches(x, layout, self.drop_path, attention, mlp)

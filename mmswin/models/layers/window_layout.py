@@ -199,12 +199,18 @@ class WindowLayout:
         return self._valid_in_order[shifted]
 
     def real_row_map(self, shifted: bool) -> Optional[RowMap]:
-        """Where the real tokens (in :attr:`real_tokens`' order) stand in the regular or
-        the shifted window order, for :func:`~.token_gather.crop_rows` and
-        :func:`~.token_gather.pad_rows`; None when the grid needs no padding."""
-        if self.real_tokens is None:
-            return None
+        """Where a block's stream of tokens stands in its regular or shifted window
+        order, for :func:`~.token_gather.crop_rows` and :func:`~.token_gather.pad_rows`.
+
+        The stream is the real tokens in :attr:`real_tokens`' order on a padded grid, and
+        every token in regular window order on an unpadded one (the map is then the
+        shift's permutation, or None for the regular order, which needs no move).
+        """
         traced = self.window_to_grid is not None
+        if self.real_tokens is None:
+            if not shifted:
+                return None
+            return self._derive('shifted_rows', lambda: RowMap(self.from_shifted, self.to_shifted, traced))
         if not shifted:
             return self._derive('real_rows', lambda: RowMap(self.real_tokens, self.from_real, traced))
         return self._derive(
@@ -215,13 +221,6 @@ class WindowLayout:
                 traced,
             ),
         )
-
-    def shift_map(self, into_shifted: bool) -> RowMap:
-        """The permutation from the regular into the shifted window order, or back, as a
-        :class:`~.token_gather.RowMap`."""
-        rows, inverse = (self.to_shifted, self.from_shifted) if into_shifted else (self.from_shifted, self.to_shifted)
-        traced = self.window_to_grid is not None
-        return self._derive('into_shifted' if into_shifted else 'from_shifted', lambda: RowMap(rows, inverse, traced))
 
     def _derive(self, name: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, kept under ``name`` for the next call; computed again on every
