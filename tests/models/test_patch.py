@@ -1,8 +1,9 @@
 """Patch embedding and patch merging."""
 
+import pytest
 import torch
 
-from mmswin.models.layers.patch import PatchEmbed, PatchMerging, pad_to_multiple
+from mmswin.models.layers.patch import PatchEmbed, PatchMerging, concat_2x2, pad_to_multiple
 
 
 def test_patch_embed_pads_to_patch_size():
@@ -28,3 +29,10 @@ def test_patch_merging_uses_official_concat_order():
 def test_patch_merging_pads_odd_sizes():
     merge = PatchMerging(4)
     assert merge(torch.randn(2, 5, 7, 4)).shape == (2, 3, 4, 8)
+
+
+@pytest.mark.parametrize('height, width', [(7, 10), (8, 9), (1, 1)])
+def test_concat_2x2_with_the_merged_size_given_is_the_same(height, width):
+    x = torch.randn(2, height, width, 3)
+    out_size = (-(-height // 2), -(-width // 2))
+    assert torch.equal(concat_2x2(x, out_size), concat_2x2(x))

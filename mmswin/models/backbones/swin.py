@@ -17,7 +17,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmswin.checkpoint import register_checkpoint_hooks
-from mmswin.kernels import check_attn_impl, check_block_impl, to_channels_first
+from mmswin.kernels import check_attn_impl, check_block_impl, is_transforming, to_channels_first
 from mmswin.models.layers.attention import WindowMSA
 from mmswin.models.layers.patch import PatchEmbed, PatchMerging
 from mmswin.models.layers.swin_block import SwinBlock
@@ -82,10 +82,14 @@ class SwinStageBase(nn.Module):
         )
         self.downsample = self.merging_class(embed_dims) if downsample else None
 
-    def run_blocks(self, x: Tensor, layout: WindowLayout, *inputs, **eager_options) -> tuple[Tensor, Optional[Tensor]]:
+    def run_blocks(
+        self, x: Tensor, layout: WindowLayout, *inputs, merged_size: Optional[tuple] = None, **eager_options
+    ) -> tuple[Tensor, Optional[Tensor]]:
         """The blocks on the grid ``x`` in ``layout``'s windows, then the merging: what
         ``forward`` returns. Each block is called as ``block(tokens, layout, *inputs)``,
-        with ``eager_options`` too where it is not checkpointed."""
+        with ``eager_options`` too where it is not checkpointed. ``merged_size``: the
+        merged grid's ``(height, width)`` where the caller knows it (traced code,
+        :meth:`SwinBackboneBase.merged_sizes`), else None."""
         tokens = layout.to_windows(x)
         for block in self.blocks:
             if self.with_cp and torch.is_grad_enabled():
@@ -94,7 +98,7 @@ class SwinStageBase(nn.Module):
             else:
                 tokens = block(tokens, layout, *inputs, **eager_options)
         out = layout.to_grid(tokens)
-        return out, (self.downsample(out) if self.downsample is not None else None)
+        return out, (self.downsample(out, merged_size) if self.downsample is not None else None)
 
 
 class SwinStage(SwinStageBase):
@@ -118,12 +122,12 @@ class SwinStage(SwinStageBase):
         self.window_size = window_size
         self.shift_size = window_size // 2
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+    def forward(self, x: Tensor, merged_size: Optional[tuple] = None) -> tuple[Tensor, Optional[Tensor]]:
         layout = self.layouts.layout_for(x, self.window_size, self.shift_size, self.mask_padding)
         # The windows are a new tensor, and so is every block's output: the stage's to
         # overwrite (owns_input). The workspace is scratch a CPU kernel keeps for the
         # stage's blocks, freed with it.
-        return self.run_blocks(x, layout, workspace={}, owns_input=True)
+        return self.run_blocks(x, layout, merged_size=merged_size, workspace={}, owns_input=True)
 
 
 # The arguments of SwinBackboneBase.__init__, which both versions take: documented once,
@@ -367,10 +371,22 @@ class SwinBackboneBase(BaseModule):
                 'convert it with x.float() (and normalise it) first'
             )
 
+    def merged_sizes(self, images: Tensor) -> list[Optional[tuple]]:
+        """Per stage, the grid size after its patch merging, ``ceil(image / (patch_size *
+        2 ** (stage + 1)))`` for ``[B, C, H, W]`` ``images`` (the same as halving the
+        stage's own size, rounding up), while the model is traced, compiled or exported;
+        None in eager code, where the stages compute it. Symbolic sizes then stay one
+        ceiling division of the input's (see :func:`~mmswin.models.layers.patch.concat_2x2`)."""
+        if not is_transforming(images):
+            return [None] * len(self.stages)
+        strides = [self.patch_size * 2 ** (i + 1) for i in range(len(self.stages))]
+        return [tuple((side + stride - 1) // stride for side in images.shape[2:]) for stride in strides]
+
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """``[B, C, H, W]`` -> tuple of ``[B, C_i, H_i, W_i]``, ``H_0 = ceil(H / patch_size)``,
         each later stage ``ceil(previous / 2)``."""
         self._check_input(x)
+        merged_sizes = self.merged_sizes(x)
         x = self.patch_embed(x)  # [B, H0, W0, C]
         if self.use_abs_pos_embed:
             pos = self.absolute_pos_embed
@@ -381,7 +397,7 @@ class SwinBackboneBase(BaseModule):
 
         outs = []
         for i, stage in enumerate(self.stages):
-            out, x = stage(x)
+            out, x = stage(x, merged_sizes[i])
             if i in self.out_indices:
                 outs.append(to_channels_first(getattr(self, f'norm{i}')(out)))
         return tuple(outs)

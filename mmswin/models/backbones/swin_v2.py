@@ -77,11 +77,12 @@ class SwinStageV2(SwinStageBase):
                 self.bias_inputs.popitem(last=False)
         return inputs
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+    def forward(self, x: Tensor, merged_size: Optional[tuple] = None) -> tuple[Tensor, Optional[Tensor]]:
         _, height, width, _ = x.shape
         window, shift = self.window_for(height, width)
         layout = self.layouts.layout_for(x, window, shift, self.mask_padding)
-        return self.run_blocks(x, layout, self.position_bias_inputs(window, x.device, is_transforming(x)))
+        bias_inputs = self.position_bias_inputs(window, x.device, is_transforming(x))
+        return self.run_blocks(x, layout, bias_inputs, merged_size=merged_size)
 
 
 @MODELS.register_module()

@@ -6,6 +6,8 @@ every output token is where the unpadded model would put it.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -65,15 +67,25 @@ class PatchMerging(nn.Module):
         self.norm = nn.LayerNorm(4 * in_channels)
         self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.reduction(self.norm(concat_2x2(x)))
+    def forward(self, x: Tensor, out_size: Optional[tuple] = None) -> Tensor:
+        """``out_size``: as :func:`concat_2x2` takes it."""
+        return self.reduction(self.norm(concat_2x2(x, out_size)))
 
 
-def concat_2x2(x: Tensor) -> Tensor:
+def concat_2x2(x: Tensor, out_size: Optional[tuple] = None) -> Tensor:
     """``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), 4C]``: each 2x2 neighbourhood, zero-padded
     at bottom/right for odd sizes, concatenated in the official order
-    ``x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]`` (V1 and V2 alike)."""
-    x = pad_to_multiple(x, 2, channels_last=True)
+    ``x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]`` (V1 and V2 alike).
+
+    ``out_size``: ``(ceil(H/2), ceil(W/2))`` as the caller computed it, or None. Traced
+    code passes it computed from the image size (the same numbers), so that a symbolic
+    size stays one ceiling division of the input's, not one nested ceiling per stage,
+    whose index arithmetic makes Inductor's code generation and C++ compile slow.
+    """
+    if out_size is None:
+        x = pad_to_multiple(x, 2, channels_last=True)
+    else:
+        x = F.pad(x, (0, 0, 0, 2 * out_size[1] - x.shape[2], 0, 2 * out_size[0] - x.shape[1]))
     B, H, W, C = x.shape
     # [B, H/2, dy, W/2, dx, C] -> [B, H/2, W/2, dx, dy, C]: channel block k = 2*dx + dy.
     return x.view(B, H // 2, 2, W // 2, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, H // 2, W // 2, 4 * C)
@@ -92,5 +104,6 @@ class PatchMergingV2(nn.Module):
         self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
         self.norm = nn.LayerNorm(out_channels)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.reduction(concat_2x2(x)))
+    def forward(self, x: Tensor, out_size: Optional[tuple] = None) -> Tensor:
+        """``out_size``: as :func:`concat_2x2` takes it."""
+        return self.norm(self.reduction(concat_2x2(x, out_size)))
