@@ -188,7 +188,9 @@ def bench_complexity(args, bench: Bench) -> dict:
 def bench_compile(args, bench: Bench) -> dict:
     """``torch.compile(backbone, dynamic=True)`` (inductor) against eager: the first
     call's time (compiling), the first call at a second size (a recompile would show
-    here), the graphs captured, and the compiled and eager inference times, interleaved."""
+    here), the graphs captured, and the compiled and eager inference times, interleaved.
+    The same again with Inductor's ``freezing`` (weights folded in as constants: for
+    inference only, and blind to later changes of the weights)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -196,34 +198,34 @@ def bench_compile(args, bench: Bench) -> dict:
     generator = torch.Generator().manual_seed(4)
     first = torch.randn(1, 3, *args.det_size, generator=generator).to(bench.device)
     second = torch.randn(1, 3, *args.seg_size, generator=generator).to(bench.device)
-    torch._dynamo.reset()
-    counters.clear()
-    compiled = torch.compile(model, dynamic=True)
-    log(f'compile: first call at {size_key(args.det_size)} (compiles)')
 
-    def first_call(x: Tensor) -> float:
+    def first_call(compiled, x: Tensor) -> float:
         start = time.perf_counter()
         with torch.no_grad(), bench.autocast():
             compiled(x)
         bench.sync()
         return time.perf_counter() - start
 
-    compile_s = first_call(first)
-    log(f'compile: first call at {size_key(args.seg_size)}')
-    second_size_first_call_s = first_call(second)
-    with torch.no_grad(), bench.autocast():
-        errors = [(a.float() - b.float()).abs().max().item() for a, b in zip(compiled(first), model(first))]
-    timed = bench.interleaved(
-        {'eager': inference_run(model, first, bench), 'compiled': inference_run(compiled, first, bench)}
-    )
-    return dict(
-        size=size_key(args.det_size),
-        second_size=size_key(args.seg_size),
-        compile_s=compile_s,
-        second_size_first_call_s=second_size_first_call_s,
-        unique_graphs=counters['stats']['unique_graphs'],
-        graph_breaks=sum(counters['graph_break'].values()),
-        max_abs_error_vs_eager=max(errors),
-        timing=timed,
-        speedup_vs_eager=timed['eager']['median_s'] / timed['compiled']['median_s'],
-    )
+    variants, runs = {}, {'eager': inference_run(model, first, bench)}
+    for name, options in (('compiled', None), ('compiled_frozen', {'freezing': True})):
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(model, dynamic=True, options=options)
+        log(f'compile ({name}): first call at {size_key(args.det_size)} (compiles)')
+        compile_s = first_call(compiled, first)
+        log(f'compile ({name}): first call at {size_key(args.seg_size)}')
+        second_size_first_call_s = first_call(compiled, second)
+        with torch.no_grad(), bench.autocast():
+            errors = [(a.float() - b.float()).abs().max().item() for a, b in zip(compiled(first), model(first))]
+        variants[name] = dict(
+            compile_s=compile_s,
+            second_size_first_call_s=second_size_first_call_s,
+            unique_graphs=counters['stats']['unique_graphs'],
+            graph_breaks=sum(counters['graph_break'].values()),
+            max_abs_error_vs_eager=max(errors),
+        )
+        runs[name] = inference_run(compiled, first, bench)
+    timed = bench.interleaved(runs)
+    for name, variant in variants.items():
+        variant['speedup_vs_eager'] = timed['eager']['median_s'] / timed[name]['median_s']
+    return dict(size=size_key(args.det_size), second_size=size_key(args.seg_size), variants=variants, timing=timed)

@@ -159,15 +159,15 @@ def format_report(results: dict) -> str:
                 )
     if 'compile' in results:
         c = results['compile']
-        timing = {name: ms(c['timing'][name]['median_s']) for name in ('eager', 'compiled')}
-        lines += [
-            '\ntorch.compile(dynamic=True), inductor, inference batch 1',
-            f'compile (first call, {c["size"]}) {c["compile_s"]:.1f} s; first call at {c["second_size"]} '
-            f'{c["second_size_first_call_s"]:.1f} s; {c["unique_graphs"]} graph(s), {c["graph_breaks"]} graph breaks; '
-            f'max |compiled - eager| {c["max_abs_error_vs_eager"]:.2e}',
-            f'eager {timing["eager"]} ms, compiled {timing["compiled"]} ms: '
-            f'compiled is {c["speedup_vs_eager"]:.2f}x eager',
-        ]
+        lines.append(f'\ntorch.compile(dynamic=True), inductor, inference batch 1 at {c["size"]}')
+        lines.append(f'eager {ms(c["timing"]["eager"]["median_s"]).strip()} ms')
+        for name, v in c['variants'].items():
+            lines.append(
+                f'{name}: compile (first call) {v["compile_s"]:.1f} s; first call at {c["second_size"]} '
+                f'{v["second_size_first_call_s"]:.1f} s; {v["unique_graphs"]} graph(s), {v["graph_breaks"]} graph '
+                f'breaks; max |compiled - eager| {v["max_abs_error_vs_eager"]:.2e}; '
+                f'{ms(c["timing"][name]["median_s"]).strip()} ms, {v["speedup_vs_eager"]:.2f}x eager'
+            )
     if 'scaling' in results:
         s = results['scaling']
         lines.append('\nScaling: inference time (s), batch 1, square inputs')

@@ -122,3 +122,30 @@ def test_reference_backward_gathers_and_never_scatters(autocast):
     # The one scatter left: each block's bias table, from the [N * N, heads] gather.
     assert counter.counts['index_put'] == sum(model.arch_settings['depths'])
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_compiled_stage_sizes_are_one_ceiling_division_of_the_input():
+    """Under torch.compile(dynamic=True) every output's symbolic size is one ceiling
+    division of the input's (SwinBackboneBase.merged_sizes), not a ceiling nested once
+    per stage: Inductor inlines that arithmetic into every gather of the traced layouts."""
+    import torch._dynamo
+
+    shapes = []
+
+    def capture(graph_module, example_inputs):
+        for node in graph_module.graph.nodes:
+            if node.op == 'output':
+                for out in torch.utils._pytree.tree_leaves(node.args[0]):
+                    shapes.append(out.meta['example_value'].shape)
+        return graph_module
+
+    torch._dynamo.reset()
+    arch = dict(embed_dims=8, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
+    model = SwinBackbone(arch=arch, drop_path_rate=0.0).eval()
+    with torch.no_grad():
+        outs = torch.compile(model, dynamic=True, backend=capture)(torch.randn(1, 3, 97, 131))
+    assert [out.shape[2:] for out in outs] == [(25, 33), (13, 17), (7, 9), (4, 5)]
+    assert len(shapes) == 4
+    for shape in shapes:
+        for side in shape[2:]:
+            assert str(side.node.expr).count('//') == 1, side  # e.g. ((s0 + 31)//32), not nested
