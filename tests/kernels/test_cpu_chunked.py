@@ -96,3 +96,20 @@ def test_block_function_applies_stochastic_depth_per_image(size, attn_scale, mlp
         torch.autograd.grad(expected, [x, *block.parameters()], grad_out),
     ):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max() + 1e-7
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_bf16_window_attention_matches_fp32(masked):
+    """Under autocast the chunk attention takes bf16 qkv and the fp32 bias: it agrees
+    with the fp32 computation to bf16 precision, with scores large enough that a wrong
+    scale, bias or head order would show."""
+    generator = torch.Generator().manual_seed(0)
+    windows, N, heads, head_dims = 5, 16, 3, 8
+    qkv = torch.randn(windows * N, 3 * heads * head_dims, generator=generator)
+    bias = torch.randn(windows if masked else 1, heads, N, N, generator=generator)
+    scale = head_dims**-0.5
+    exact = cpu_chunked.window_attention(qkv, bias, heads, scale)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = cpu_chunked.window_attention(qkv.bfloat16(), bias, heads, scale)
+    assert low.dtype == torch.bfloat16 and low.shape == exact.shape
+    assert (low.float() - exact).abs().max() < 0.05
