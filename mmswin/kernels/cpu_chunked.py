@@ -12,7 +12,8 @@ reuse the same small buffers, where the op-by-op formulation spends about as lon
 page faults and memory traffic as on arithmetic outside the matrix products.
 
 * :func:`block_forward_in_place` (inference, no autograd) writes the block's output
-  into its input.
+  into its input. Under bf16 autocast it keeps bf16 copies of the linear weights
+  between passes (:func:`weights_in_autocast_dtype`).
 * :class:`SwinBlockFunction` (training) is one autograd node per block. It keeps the
   block input, qkv, the attention output, the mid-block residual and the MLP's hidden
   layer (about 10 floats per token and channel; the op-by-op graph keeps about 20),
@@ -29,6 +30,7 @@ Tokens are in the window order of :mod:`mmswin.models.layers.window_layout`:
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
@@ -113,6 +115,48 @@ def block_forward_autograd(block: SwinBlock, x: Tensor, layout: WindowLayout) ->
         keep_prob = 1.0 - block.drop_path.drop_prob
         scales = [x.new_empty(x.shape[0]).bernoulli_(keep_prob).div_(keep_prob) for _ in range(2)]
     return SwinBlockFunction.apply(x, *scales, layout, block_spec(block, layout), CHUNK_TOKENS, *block_params(block))
+
+
+# The linear layers' tensors of a block, which autocast casts on every pass.
+_LINEAR_PARAMS = (
+    'qkv_weight',
+    'qkv_bias',
+    'proj_weight',
+    'proj_bias',
+    'fc1_weight',
+    'fc1_bias',
+    'fc2_weight',
+    'fc2_bias',
+)
+# id(weight) -> (a weak reference to it, its version counter and storage, its cast copy)
+_CAST_WEIGHTS: dict[int, tuple] = {}
+
+
+def weights_in_autocast_dtype(params: BlockParams) -> BlockParams:
+    """Under CPU autocast, ``params`` with the linear layers' weights and biases in the
+    autocast dtype (the values autocast itself would cast them to), others unchanged.
+
+    Inference only: each copy is kept as long as its weight lives, and made again once
+    the weight changes (in place, as an optimizer step or ``load_state_dict`` does, or
+    replaced), so that repeated passes do not cast every weight again (Swin-T: 28 M
+    weights read in fp32 and written in bf16 on every pass). It costs the copies' memory:
+    half of the fp32 weights' in bf16.
+    """
+    dtype = torch.get_autocast_dtype('cpu')
+    cast = {}
+    for name in _LINEAR_PARAMS:
+        weight = getattr(params, name)
+        if weight is None or weight.dtype == dtype:
+            continue
+        state = (weight._version, weight.data_ptr(), dtype)
+        entry = _CAST_WEIGHTS.get(id(weight))
+        if entry is None or entry[0]() is not weight or entry[1] != state:
+            if entry is None or entry[0]() is not weight:
+                weakref.finalize(weight, _CAST_WEIGHTS.pop, id(weight), None)
+            entry = (weakref.ref(weight), state, weight.detach().to(dtype))
+            _CAST_WEIGHTS[id(weight)] = entry
+        cast[name] = entry[2]
+    return params._replace(**cast)
 
 
 class ScratchBuffers:
@@ -281,6 +325,8 @@ def block_forward_in_place(
     scratch = scratch if scratch is not None else ScratchBuffers()
     # Under autocast the products return another dtype than x: no preallocated outputs.
     into_scratch = x.dtype == params.qkv_weight.dtype and not torch.is_autocast_enabled('cpu')
+    if torch.is_autocast_enabled('cpu'):
+        params = weights_in_autocast_dtype(params)
     for image in x:  # [L, C]
         for chunk, bias in zip(chunks, biases):
             tokens = _real_rows(_chunk_tokens(image, chunk), chunk)  # a view of x when regular and unpadded

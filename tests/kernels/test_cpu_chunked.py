@@ -113,3 +113,37 @@ def test_bf16_window_attention_matches_fp32(masked):
         low = cpu_chunked.window_attention(qkv.bfloat16(), bias, heads, scale)
     assert low.dtype == torch.bfloat16 and low.shape == exact.shape
     assert (low.float() - exact).abs().max() < 0.05
+
+
+def test_bf16_inference_casts_each_weight_once_until_it_changes(monkeypatch):
+    """Under bf16 autocast the in-place kernel casts the linear weights once and keeps
+    the copies across passes; a weight changed in place is cast again. The outputs are
+    those of autocast's own casts on every pass."""
+    block = make_block(True).eval()
+    layout = build_window_layout(19, 25, 7, 3)
+    x = layout.to_windows(torch.randn(2, 19, 25, 32, generator=torch.Generator().manual_seed(5)))
+
+    def run():
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            return cpu_chunked.block_forward_in_place(x.clone(), layout, block_params(block), block_spec(block, layout))
+
+    def run_with_autocasts_casts():
+        with monkeypatch.context() as patch:
+            patch.setattr(cpu_chunked, 'weights_in_autocast_dtype', lambda params: params)
+            return run()
+
+    def copy_of(weight):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return cpu_chunked.weights_in_autocast_dtype(block_params(block)).fc1_weight
+
+    first = run()
+    kept = copy_of(block.mlp.fc1.weight)
+    assert kept.dtype == torch.bfloat16
+    assert torch.equal(run(), first) and torch.equal(first, run_with_autocasts_casts())
+    assert copy_of(block.mlp.fc1.weight) is kept  # not cast again
+    with torch.no_grad():
+        block.mlp.fc1.weight.mul_(-1.5)
+    changed = run()
+    assert not torch.equal(changed, first)
+    assert torch.equal(changed, run_with_autocasts_casts())
+    assert torch.equal(copy_of(block.mlp.fc1.weight), block.mlp.fc1.weight.detach().bfloat16())
