@@ -1,10 +1,10 @@
-"""The tensor-level memory accounting of mmswin.train_memory (docs/memory_recipes.md)."""
+"""The tensor-level memory accounting of mmswin.analysis.train_memory (docs/memory_recipes.md)."""
 
 import pytest
 import torch
 
+from mmswin.analysis.train_memory import RECIPES, measure_recipe, peak_allocated_bytes, scale_to_size, tensor_bytes
 from mmswin.engine.setup_runner import load_config
-from mmswin.train_memory import RECIPES, measure_recipe, peak_allocated_bytes, scale_to_size, tensor_bytes
 
 
 def test_peak_is_the_most_bytes_alive_at_once():

@@ -3,7 +3,7 @@
     python tools/analysis_tools/train_memory.py configs/dino_5scale_swin_l_12e.py \\
         --sizes 192 256 256 384 --target-size 800 1333 --target-batch 2 --out work_dirs/train_memory.md
 
-Tensor-level accounting on CPU (:mod:`mmswin.train_memory`): parameters and optimiser state,
+Tensor-level accounting on CPU (:mod:`mmswin.analysis.train_memory`): parameters and optimiser state,
 plus the peak of the allocations during one training step; not RSS.
 """
 
@@ -19,7 +19,7 @@ from mmswin.errors import PreflightError
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from mmswin.train_memory import RECIPES
+    from mmswin.analysis.train_memory import RECIPES
 
     parser = argparse.ArgumentParser(description='Peak training memory of a config under memory recipes (CPU)')
     parser.add_argument('config', help='config file, e.g. configs/dino_5scale_swin_l_12e.py')
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from mmswin.train_memory import markdown_table, measure_recipes
+    from mmswin.analysis.train_memory import markdown_table, measure_recipes
 
     torch.manual_seed(0)
     results = measure_recipes(args.config, args.sizes, args.batch, args.recipes, args.cfg_options)
