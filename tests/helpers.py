@@ -68,6 +68,19 @@ def stage_outputs(model: nn.Module, seed: int = 7, size=INPUT_SIZE) -> list:
         return [out.clone() for out in model(x)]
 
 
+def assert_autocast_close(model: nn.Module, dtype: torch.dtype = torch.bfloat16, size=(1, 3, 61, 77)) -> None:
+    """``model``'s stage outputs under CPU autocast to ``dtype`` are finite and within 5%
+    (mean absolute error against the mean magnitude) of its fp32 outputs."""
+    x = torch.randn(size)
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast('cpu', dtype=dtype):
+            low = model(x)
+    for exact, approximate in zip(reference, low):
+        assert torch.isfinite(approximate).all()
+        assert (exact - approximate.float()).abs().mean() < 0.05 * exact.abs().mean() + 1e-3
+
+
 def _index_buffer(window=WINDOW):
     return torch.arange((window * window) ** 2) % (2 * window - 1) ** 2  # content is never used, only dropped
 
