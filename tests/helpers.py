@@ -68,6 +68,27 @@ def stage_outputs(model: nn.Module, seed: int = 7, size=INPUT_SIZE) -> list:
         return [out.clone() for out in model(x)]
 
 
+# Arguments every backbone checks (SwinBackboneBase's), each with the error it raises and
+# words the message must contain.
+COMMON_BAD_ARGS = [
+    (dict(arch='huge'), ValueError, 'arch'),
+    (dict(arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1,))), ValueError, 'depths'),
+    (dict(arch=dict(embed_dims=16, depths=(2,), num_heads=(3,))), ValueError, 'num_heads'),
+    (dict(arch=dict(embed_dims=16, depths=(2,))), ValueError, 'num_heads'),
+    (dict(window_size=0), ValueError, 'window_size'),
+    (dict(patch_size=0), ValueError, 'patch_size'),
+    (dict(out_indices=(4,)), ValueError, 'out_indices'),
+    (dict(out_indices=()), ValueError, 'out_indices'),
+    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
+    (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
+    (dict(attn_impl='flash'), ValueError, 'attn_impl'),
+    (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
+    (dict(pretrain_img_size=(256, 256, 256)), ValueError, 'pretrain_img_size'),
+    (dict(pretrained=123), TypeError, 'pretrained'),
+    (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError, 'pretrained'),
+]
+
+
 def assert_autocast_close(model: nn.Module, dtype: torch.dtype = torch.bfloat16, size=(1, 3, 61, 77)) -> None:
     """``model``'s stage outputs under CPU autocast to ``dtype`` are finite and within 5%
     (mean absolute error against the mean magnitude) of its fp32 outputs."""

@@ -9,7 +9,7 @@ from mmswin.kernels import cpu_chunked
 from mmswin.models import SwinBackbone
 from mmswin.models.layers import swin_block
 
-from ..helpers import MINI_ARCH, assert_autocast_close, perturb_
+from ..helpers import COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close, perturb_
 
 
 def mini(**kwargs):
@@ -167,20 +167,7 @@ def test_autocast_outputs_are_finite_and_close(dtype):
     assert_autocast_close(perturb_(mini(mask_padding=True)).eval(), dtype)
 
 
-BAD_ARGS = [
-    (dict(arch='huge'), ValueError, 'arch'),
-    (dict(arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1,))), ValueError, 'depths'),
-    (dict(arch=dict(embed_dims=16, depths=(2,), num_heads=(3,))), ValueError, 'num_heads'),
-    (dict(arch=dict(embed_dims=16, depths=(2,))), ValueError, 'num_heads'),
-    (dict(window_size=0), ValueError, 'window_size'),
-    (dict(patch_size=0), ValueError, 'patch_size'),
-    (dict(out_indices=(4,)), ValueError, 'out_indices'),
-    (dict(out_indices=()), ValueError, 'out_indices'),
-    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
-    (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
-    (dict(attn_impl='flash'), ValueError, 'attn_impl'),
-    (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
-]
+BAD_ARGS = COMMON_BAD_ARGS
 
 
 @pytest.mark.parametrize('kwargs,error,name', BAD_ARGS)

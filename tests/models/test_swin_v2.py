@@ -18,7 +18,7 @@ from mmswin.models import SwinV2Backbone
 from mmswin.models.layers import attention as attention_module
 from mmswin.models.layers.swin_block import SwinBlockV2
 
-from ..helpers import MINI_ARCH, assert_autocast_close
+from ..helpers import COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close
 
 
 def mini(**kwargs) -> SwinV2Backbone:
@@ -374,26 +374,11 @@ def test_autocast_outputs_are_finite_and_close(dtype):
     assert_autocast_close(randomize_(mini(mask_padding=True)).eval(), dtype)
 
 
-BAD_ARGS = [
-    (dict(arch='huge'), ValueError, 'arch'),
-    (dict(arch=dict(embed_dims=16, depths=(2, 2), num_heads=(1,))), ValueError, 'depths'),
-    (dict(arch=dict(embed_dims=16, depths=(2,), num_heads=(3,))), ValueError, 'num_heads'),
-    (dict(arch=dict(embed_dims=16, depths=(2,))), ValueError, 'num_heads'),
-    (dict(window_size=0), ValueError, 'window_size'),
+BAD_ARGS = COMMON_BAD_ARGS + [
     (dict(window_size=(8, 8, 8)), ValueError, r'window_size must be .* list of 4'),
     (dict(window_size=(8, 8, 0, 8)), ValueError, r'window_size\[2\]'),
     (dict(pretrained_window_sizes=(12, 12, 12)), ValueError, 'pretrained_window_sizes'),
     (dict(pretrained_window_sizes=-1), ValueError, 'pretrained_window_sizes'),
-    (dict(patch_size=0), ValueError, 'patch_size'),
-    (dict(out_indices=(4,)), ValueError, 'out_indices'),
-    (dict(out_indices=()), ValueError, 'out_indices'),
-    (dict(frozen_stages=5), ValueError, 'frozen_stages'),
-    (dict(frozen_stages=-2), ValueError, 'frozen_stages'),
-    (dict(attn_impl='flash'), ValueError, 'attn_impl'),
-    (dict(drop_path_rate=1.0), ValueError, 'drop_path_rate'),
-    (dict(pretrain_img_size=(256, 256, 256)), ValueError, 'pretrain_img_size'),
-    (dict(pretrained=123), TypeError, 'pretrained'),
-    (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError, 'pretrained'),
 ]
 
 
