@@ -48,6 +48,8 @@ def randomize_(module: nn.Module, seed: int) -> nn.Module:
             noise = torch.randn(param.shape, generator=generator)
             if 'relative_position_bias_table' in name or 'absolute_pos_embed' in name:
                 param.copy_(noise)
+            elif name.endswith('logit_scale'):  # Swin V2: exp() of it scales the cosines, about 10
+                param.copy_(2.3 + 0.3 * noise)
             elif param.dim() >= 2:
                 param.copy_(noise / param[0].numel() ** 0.5)
             elif name.endswith('weight'):
@@ -86,6 +88,16 @@ COMMON_BAD_ARGS = [
     (dict(pretrain_img_size=(256, 256, 256)), ValueError, 'pretrain_img_size'),
     (dict(pretrained=123), TypeError, 'pretrained'),
     (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError, 'pretrained'),
+]
+
+
+# Inputs every backbone's forward rejects before any work, with the error and words.
+BAD_INPUTS = [
+    (torch.randn(3, 32, 32), ValueError, '4-D'),
+    (torch.randn(1, 1, 32, 32), ValueError, 'in_channels'),
+    (torch.randn(1, 3, 0, 32), ValueError, 'empty'),
+    (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), TypeError, 'floating'),
+    ([[1.0]], TypeError, 'Tensor'),
 ]
 
 

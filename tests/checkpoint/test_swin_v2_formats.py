@@ -23,6 +23,8 @@ from mmswin.checkpoint import loading as loading_module
 from mmswin.errors import CheckpointFormatError, CheckpointMismatchError
 from mmswin.models import SwinBackbone, SwinV2Backbone
 
+from ..helpers import randomize_
+
 MINI = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
 WINDOW = 5
 SIZE = (1, 3, 61, 75)  # padded in every stage at window 5; stage 3 is a small map
@@ -31,22 +33,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def mini(**kwargs) -> SwinV2Backbone:
     return SwinV2Backbone(arch=MINI, **{'window_size': WINDOW, 'drop_path_rate': 0.0, **kwargs})
-
-
-def randomize_(model: nn.Module, seed: int) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if name.endswith('logit_scale'):
-                param.copy_(2.3 + 0.3 * noise)
-            elif param.dim() >= 2:
-                param.copy_(noise / param[0].numel() ** 0.5)
-            elif name.endswith('weight'):
-                param.copy_(1.0 + 0.2 * noise)
-            else:
-                param.copy_(0.2 * noise)
-    return model
 
 
 def outputs(model: nn.Module, seed: int = 7) -> list:

@@ -9,7 +9,7 @@ from mmswin.kernels import cpu_chunked
 from mmswin.models import SwinBackbone
 from mmswin.models.layers import swin_block
 
-from ..helpers import COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close, perturb_
+from ..helpers import BAD_INPUTS, COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close, perturb_
 
 
 def mini(**kwargs):
@@ -175,15 +175,6 @@ def test_bad_arguments_name_the_argument(kwargs, error, name):
     kwargs = {'arch': MINI_ARCH, **kwargs}
     with pytest.raises(error, match=name):
         SwinBackbone(**kwargs)
-
-
-BAD_INPUTS = [
-    (torch.randn(3, 32, 32), ValueError, '4-D'),
-    (torch.randn(1, 1, 32, 32), ValueError, 'in_channels'),
-    (torch.randn(1, 3, 0, 32), ValueError, 'empty'),
-    (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), TypeError, 'floating'),
-    ([[1.0]], TypeError, 'Tensor'),
-]
 
 
 @pytest.mark.parametrize('x,error,words', BAD_INPUTS)

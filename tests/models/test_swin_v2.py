@@ -18,7 +18,7 @@ from mmswin.models import SwinV2Backbone
 from mmswin.models.layers import attention as attention_module
 from mmswin.models.layers.swin_block import SwinBlockV2
 
-from ..helpers import COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close
+from ..helpers import BAD_INPUTS, COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close
 
 
 def mini(**kwargs) -> SwinV2Backbone:
@@ -391,15 +391,6 @@ def test_bad_arguments_name_the_argument(kwargs, error, words):
 def test_pretrained_path_becomes_the_init_cfg():
     model = SwinV2Backbone(arch=MINI_ARCH, pretrained='swinv2_tiny_patch4_window16_256.pth')
     assert model.init_cfg == dict(type='Pretrained', checkpoint='swinv2_tiny_patch4_window16_256.pth')
-
-
-BAD_INPUTS = [
-    (torch.randn(3, 32, 32), ValueError, '4-D'),
-    (torch.randn(1, 1, 32, 32), ValueError, 'in_channels'),
-    (torch.randn(1, 3, 0, 32), ValueError, 'empty'),
-    (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), TypeError, 'floating'),
-    ([[1.0]], TypeError, 'Tensor'),
-]
 
 
 @pytest.mark.parametrize('x,error,words', BAD_INPUTS)
