@@ -198,8 +198,8 @@ def window_attention(qkv: Tensor, bias: Tensor, num_heads: int, scale: float) ->
     In fp32, one batched product per head on strided views of qkv, bias, scale and
     product in one ``baddbmm``, and one in-place softmax over all heads. Under autocast
     (bf16 qkv), the two products run in bf16 and the scores, once the fp32 ``bias`` is
-    added, stay fp32 through the softmax, as CUDA autocast computes softmax; on a chunk
-    in cache this is about twice as fast as SDPA's CPU kernel (docs/benchmark.md).
+    added, stay fp32 through the softmax, as CUDA autocast computes softmax (SDPA's CPU
+    kernel was slower here: docs/benchmark.md).
     """
     rows, channels = qkv.shape[0], qkv.shape[1] // 3
     N = bias.shape[-1]

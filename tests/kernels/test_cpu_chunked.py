@@ -1,6 +1,7 @@
 """The CPU fp32 kernels of the Swin block (inference in place, training as one autograd
 node) against the whole-tensor reference block: same outputs, same gradients, for every
-chunk layout."""
+chunk layout; and the in-place kernel under bf16 autocast (its attention, its kept
+weight copies)."""
 
 import pytest
 import torch
