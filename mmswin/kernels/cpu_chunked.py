@@ -150,9 +150,10 @@ def weights_in_autocast_dtype(params: BlockParams) -> BlockParams:
             continue
         state = (weight._version, weight.data_ptr(), dtype)
         entry = _CAST_WEIGHTS.get(id(weight))
-        if entry is None or entry[0]() is not weight or entry[1] != state:
-            if entry is None or entry[0]() is not weight:
-                weakref.finalize(weight, _CAST_WEIGHTS.pop, id(weight), None)
+        known = entry is not None and entry[0]() is weight
+        if not known:  # a weight seen for the first time: forget its copy when it dies
+            weakref.finalize(weight, _CAST_WEIGHTS.pop, id(weight), None)
+        if not known or entry[1] != state:
             entry = (weakref.ref(weight), state, weight.detach().to(dtype))
             _CAST_WEIGHTS[id(weight)] = entry
         cast[name] = entry[2]
@@ -324,8 +325,9 @@ def block_forward_in_place(
     biases = attention_biases(params, spec, layout, chunks)
     scratch = scratch if scratch is not None else ScratchBuffers()
     # Under autocast the products return another dtype than x: no preallocated outputs.
-    into_scratch = x.dtype == params.qkv_weight.dtype and not torch.is_autocast_enabled('cpu')
-    if torch.is_autocast_enabled('cpu'):
+    autocast = torch.is_autocast_enabled('cpu')
+    into_scratch = x.dtype == params.qkv_weight.dtype and not autocast
+    if autocast:
         params = weights_in_autocast_dtype(params)
     for image in x:  # [L, C]
         for chunk, bias in zip(chunks, biases):
