@@ -56,8 +56,9 @@ def test_split_heads_gives_each_window_and_head_its_q_k_v():
         assert torch.equal(tensor[b * nW + w, h, t], row[start : start + d])
 
 
-@pytest.mark.parametrize('used', [(0, 1, 2), (0, 2)])
-def test_contiguous_split_heads_matches_the_views_forward_and_backward(used):
+@pytest.mark.parametrize('used', [(0, 1, 2), (0, 2), (1, 2)])
+@pytest.mark.parametrize('q_scale', [1.0, 0.375])
+def test_contiguous_split_heads_matches_the_views_forward_and_backward(used, q_scale):
     from mmswin.models.layers.attention import split_heads
 
     B, nW, N, heads, d = 2, 3, 4, 2, 5
@@ -67,10 +68,87 @@ def test_contiguous_split_heads_matches_the_views_forward_and_backward(used):
     def loss(parts):
         return sum((parts[i] * weights[i]).sum() for i in used)
 
-    views = split_heads(qkv, N, heads)
-    copies = split_heads(qkv, N, heads, contiguous=True)
+    def scaled_views(t):
+        q, k, v = split_heads(t, N, heads)
+        return q * q_scale, k, v
+
+    views = scaled_views(qkv)
+    copies = split_heads(qkv, N, heads, contiguous=True, q_scale=q_scale)
     assert all(c.is_contiguous() and torch.equal(c, v) for c, v in zip(copies, views))
     (from_views,) = torch.autograd.grad(loss(views), qkv)
-    (from_copies,) = torch.autograd.grad(loss(split_heads(qkv, N, heads, contiguous=True)), qkv)
+    (from_copies,) = torch.autograd.grad(loss(split_heads(qkv, N, heads, contiguous=True, q_scale=q_scale)), qkv)
     assert torch.equal(from_copies, from_views)
-    assert torch.autograd.gradcheck(lambda t: loss(split_heads(t, N, heads, contiguous=True)), (qkv,))
+    assert torch.autograd.gradcheck(
+        lambda t: loss(split_heads(t, N, heads, contiguous=True, q_scale=q_scale)), (qkv,)
+    )
+
+
+def test_split_heads_refuses_to_scale_views():
+    from mmswin.models.layers.attention import split_heads
+
+    with pytest.raises(ValueError, match='q_scale needs contiguous=True'):
+        split_heads(torch.randn(1, 4, 6), 4, 1, q_scale=0.5)
+
+
+def _plain_attention_weights(q, k, bias, mask, scale):
+    """softmax(scale * q k^T + bias + mask), straight from the paper's equation."""
+    scores = scale * q @ k.transpose(-2, -1) + bias
+    if mask is not None:
+        scores = scores + mask.unsqueeze(1)
+    return scores.softmax(-1)
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+@pytest.mark.parametrize('scale', [1.0, 0.5])
+def test_attention_weights_node_matches_the_equation_forward_and_backward(with_mask, scale):
+    from mmswin.models.layers.attention import attention_weights
+
+    torch.manual_seed(0)
+    B, nW, heads, N, d = 2, 3, 2, 4, 5
+    q, k = (torch.randn(B, nW, heads, N, d, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    bias = torch.randn(heads, N, N, dtype=torch.float64, requires_grad=True)
+    mask = torch.where(torch.rand(nW, N, N) < 0.3, -100.0, 0.0).double() if with_mask else None
+    got = attention_weights(q, k, bias, mask, scale)
+    want = _plain_attention_weights(q, k, bias, mask, scale)
+    assert torch.allclose(got, want, atol=1e-12)
+    probe = torch.randn_like(want)
+    grads = torch.autograd.grad((got * probe).sum(), (q, k, bias))
+    expected = torch.autograd.grad((want * probe).sum(), (q, k, bias))
+    for name, g, e in zip(('q', 'k', 'bias'), grads, expected):
+        assert torch.allclose(g, e, atol=1e-10), name
+    assert torch.autograd.gradcheck(lambda *t: attention_weights(*t, mask, scale), (q, k, bias))
+
+
+def test_attention_weights_node_under_bf16_autocast_keeps_each_dtype():
+    from mmswin.models.layers.attention import attention_weights
+
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 3, 2, 16, 8, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    bias = torch.randn(2, 16, 16, requires_grad=True)  # an fp32 parameter, as the bias table is
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        weights = attention_weights(q, k, bias, None, 0.25)
+        assert weights.dtype == torch.bfloat16
+        # backward inside autocast too: the gradients keep their inputs' dtypes
+        weights.float().square().sum().backward()
+    assert (q.grad.dtype, k.grad.dtype, bias.grad.dtype) == (torch.bfloat16, torch.bfloat16, torch.float32)
+    want = _plain_attention_weights(q.detach().float(), k.detach().float(), bias.detach(), None, 0.25)
+    assert (weights.float() - want).abs().max() < 2e-2
+
+
+def test_attention_weights_node_casts_fp32_inputs_as_autocast_casts_matmul():
+    from mmswin.models.layers.attention import attention_weights
+
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 3, 2, 16, 8, requires_grad=True) for _ in range(2))
+    bias = torch.randn(2, 16, 16, requires_grad=True)
+    probe = torch.randn(2, 3, 2, 16, 16)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        weights = attention_weights(q, k, bias, None, 0.25)
+        want = _plain_attention_weights(q, k, bias, None, 0.25)
+    assert weights.dtype == torch.bfloat16  # the products in bf16, the bias cast to them
+    grads = torch.autograd.grad((weights.float() * probe).sum(), (q, k, bias))
+    expected = torch.autograd.grad((want.float() * probe).sum(), (q, k, bias))
+    assert torch.allclose(weights.float(), want.float(), atol=1e-2)
+    for name, g, e in zip(('q', 'k', 'bias'), grads, expected):
+        assert g.dtype == torch.float32, name
+        assert (g - e).norm() <= 2e-2 * e.norm(), name

@@ -31,34 +31,42 @@ def relative_position_index(window_size: int) -> Tensor:
 
 
 def split_heads(
-    qkv: Tensor, window_tokens: int, num_heads: int, contiguous: bool = False
+    qkv: Tensor, window_tokens: int, num_heads: int, contiguous: bool = False, q_scale: float = 1.0
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``[B, nW * N, 3 * C]`` rows of q, k and v side by side (``N = window_tokens``) ->
     ``q``, ``k``, ``v``, each ``[B * nW, num_heads, N, C // num_heads]``, as
     :func:`attend_in_windows` takes them.
 
     Views of ``qkv`` by default (SDPA reads them in place). ``contiguous``: three
-    contiguous copies, for the explicit products, which would copy them anyway; in eager
-    code the backward pass then writes the three gradients into one ``[B, L, 3C]``
-    tensor in one pass, where autograd's own backward of the views stacks them and
-    copies the stack again.
+    contiguous copies, for the explicit products, which would copy them anyway, with q
+    multiplied by ``q_scale`` in its copy; in eager code the backward pass then writes
+    the three gradients into one ``[B, L, 3C]`` tensor in one pass, where autograd's own
+    backward of the views stacks them and copies the stack again. ``q_scale`` needs
+    ``contiguous``.
     """
+    if q_scale != 1.0 and not contiguous:
+        raise ValueError('split_heads: q_scale needs contiguous=True (the views cannot be scaled)')
     if contiguous and not is_transforming(qkv):
-        return _ContiguousHeads.apply(qkv, window_tokens, num_heads)
+        return _ContiguousHeads.apply(qkv, window_tokens, num_heads, q_scale)
     batch, length, channels = qkv.shape
     head_dims = channels // (3 * num_heads)
     windows = batch * (length // window_tokens)
-    heads = qkv.view(windows, window_tokens, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
-    return tuple(head.contiguous() for head in heads) if contiguous else heads
+    q, k, v = qkv.view(windows, window_tokens, 3, num_heads, head_dims).permute(2, 0, 3, 1, 4).unbind(0)
+    if not contiguous:
+        return q, k, v
+    return (q * q_scale).contiguous(), k.contiguous(), v.contiguous()
 
 
 class _ContiguousHeads(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, qkv: Tensor, window_tokens: int, num_heads: int):
+    def forward(ctx, qkv: Tensor, window_tokens: int, num_heads: int, q_scale: float):
         batch, length, channels = qkv.shape
         ctx.shape = qkv.shape
+        ctx.q_scale = q_scale
         per_head = qkv.view(batch * (length // window_tokens), window_tokens, 3, num_heads, channels // (3 * num_heads))
-        return tuple(part.transpose(1, 2).contiguous() for part in per_head.unbind(2))
+        q, k, v = (part.transpose(1, 2) for part in per_head.unbind(2))
+        scaled_q = torch.mul(q, q_scale, out=q.new_empty(q.shape))  # one pass: the copy scales
+        return scaled_q, k.contiguous(), v.contiguous()
 
     @staticmethod
     def backward(ctx, *grads: Optional[Tensor]):
@@ -68,9 +76,67 @@ class _ContiguousHeads(torch.autograd.Function):
         for index, grad in enumerate(grads):
             if grad is None:
                 grad_qkv[:, :, index].zero_()
+            elif index == 0:
+                torch.mul(grad.transpose(1, 2), ctx.q_scale, out=grad_qkv[:, :, 0])
             else:
                 grad_qkv[:, :, index].copy_(grad.transpose(1, 2))
-        return grad_qkv.view(ctx.shape), None, None
+        return grad_qkv.view(ctx.shape), None, None, None
+
+
+def combined_bias(bias: Tensor, mask: Optional[Tensor], dtype: torch.dtype) -> Tensor:
+    """``bias`` ``[heads, N, N]`` plus the additive ``mask`` ``[nW, N, N]`` (None: no
+    mask), in ``dtype``: ``[nW or 1, heads, N, N]``."""
+    attn_bias = bias.to(dtype).unsqueeze(0)  # [1, heads, N, N]
+    if mask is None:
+        return attn_bias
+    # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
+    return mask.to(dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
+
+
+def attention_weights(q: Tensor, k: Tensor, bias: Tensor, mask: Optional[Tensor], scale: float = 1.0) -> Tensor:
+    """``softmax(scale * q @ k^T + bias + mask)`` over the keys, in the products' dtype
+    (``q``'s, or autocast's).
+
+    ``q``, ``k``: ``[B, nW, heads, N, d]``; ``bias``: ``[heads, N, N]``; ``mask``:
+    optional additive ``[nW, N, N]``, shared by the batch. Returns ``[B, nW, heads, N,
+    N]``. In eager code one autograd node computes it, overwriting its own scores, and
+    its backward reduces the bias's gradient over images and windows in one sum; traced,
+    compiled or exported code runs the same ops unfused.
+    """
+    low_precision = autocast_dtype(q.device.type)
+    if low_precision is not None:  # autocast's cast of matmul's inputs; the node keeps their dtype
+        q, k = q.to(low_precision), k.to(low_precision)
+    if not is_transforming(q) and q.dtype == k.dtype:
+        return _AttentionWeights.apply(q, k, bias, mask, scale)
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    if scale != 1.0:
+        scores = scores * scale
+    return (scores + combined_bias(bias, mask, scores.dtype)).softmax(dim=-1)
+
+
+class _AttentionWeights(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, bias: Tensor, mask: Optional[Tensor], scale: float) -> Tensor:
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        if scale != 1.0:
+            scores.mul_(scale)
+        weights = scores.add_(combined_bias(bias, mask, scores.dtype)).softmax(dim=-1)
+        ctx.save_for_backward(q, k, weights)
+        ctx.scale = scale
+        ctx.bias_dtype = bias.dtype
+        return weights
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        q, k, weights = ctx.saved_tensors
+        grad_scores = torch._softmax_backward_data(grad.contiguous(), weights, -1, weights.dtype)
+        # [heads, N, N]: over images and windows at once (the mask takes no gradient).
+        grad_bias = grad_scores.sum(dim=(0, 1)).to(ctx.bias_dtype) if ctx.needs_input_grad[2] else None
+        if ctx.scale != 1.0:
+            grad_scores.mul_(ctx.scale)
+        grad_q = torch.matmul(grad_scores, k) if ctx.needs_input_grad[0] else None
+        grad_k = torch.matmul(grad_scores.transpose(-2, -1), q) if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, grad_bias, None, None
 
 
 def attend_in_windows(
@@ -93,13 +159,10 @@ def attend_in_windows(
     ``[batch, nW * N, heads * d]``, the heads' outputs side by side.
     """
     windows, heads, N, head_dims = q.shape
-    attn_bias = bias.to(q.dtype).unsqueeze(0)  # [1, heads, N, N]
-    if mask is not None:
-        # mask first: broadcasting its windows against the bias's 1 makes no shape guard.
-        attn_bias = mask.to(q.dtype).unsqueeze(1) + attn_bias  # [nW, heads, N, N]
-    needs_grad = torch.is_grad_enabled() and (q.requires_grad or attn_bias.requires_grad)
+    needs_grad = torch.is_grad_enabled() and (q.requires_grad or bias.requires_grad)
     impl = choose_attention_impl(attn_impl, q.device.type, needs_grad, is_transforming(q))
     if impl == 'sdpa':
+        attn_bias = combined_bias(bias, mask, q.dtype)
         if mask is not None:
             # SDPA's fused kernels take 4-D masks only: one copy per image (a view at B = 1
             # in eager code; traced code always copies, so no graph depends on B).
@@ -109,12 +172,9 @@ def attend_in_windows(
                 attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).reshape(windows, heads, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout_p, scale=scale)
     else:
-        # Scores as [B, nW, heads, N, N]: the bias and the mask broadcast over them in place.
+        # Scores as [B, nW, heads, N, N]: the bias and the mask broadcast over them.
         q, k, v = (part.reshape(batch, -1, heads, N, head_dims) for part in (q, k, v))
-        attn = torch.matmul(q, k.transpose(-2, -1))
-        if scale != 1.0:
-            attn.mul_(scale)
-        attn = attn.add_(attn_bias).softmax(dim=-1)
+        attn = attention_weights(q, k, bias, mask, scale)
         if dropout_p > 0:
             attn = F.dropout(attn, p=dropout_p)
         out = (attn @ v).view(windows, heads, N, head_dims)
@@ -203,10 +263,13 @@ class WindowMSA(nn.Module):
         needs_grad = torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
         impl = choose_attention_impl(self.attn_impl, qkv.device.type, needs_grad, is_transforming(qkv))
         N = self.window_size * self.window_size
-        q, k, v = split_heads(qkv, N, self.num_heads, contiguous=impl == 'eager')
+        eager = impl == 'eager'
+        # The explicit products scale q in its copy; SDPA scales inside its kernel.
+        q, k, v = split_heads(qkv, N, self.num_heads, contiguous=eager, q_scale=self.scale if eager else 1.0)
         dropout_p = self.attn_drop_rate if self.training else 0.0
         bias = self.relative_position_bias()
-        return attend_in_windows(q, k, v, bias, mask, tokens.shape[0], self.scale, impl, dropout_p)
+        scale = 1.0 if eager else self.scale
+        return attend_in_windows(q, k, v, bias, mask, tokens.shape[0], scale, impl, dropout_p)
 
 
 # --- Swin V2 (Liu et al., "Swin Transformer V2", CVPR 2022) -------------------------------------
