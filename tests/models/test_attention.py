@@ -78,9 +78,7 @@ def test_contiguous_split_heads_matches_the_views_forward_and_backward(used, q_s
     (from_views,) = torch.autograd.grad(loss(views), qkv)
     (from_copies,) = torch.autograd.grad(loss(split_heads(qkv, N, heads, contiguous=True, q_scale=q_scale)), qkv)
     assert torch.equal(from_copies, from_views)
-    assert torch.autograd.gradcheck(
-        lambda t: loss(split_heads(t, N, heads, contiguous=True, q_scale=q_scale)), (qkv,)
-    )
+    assert torch.autograd.gradcheck(lambda t: loss(split_heads(t, N, heads, contiguous=True, q_scale=q_scale)), (qkv,))
 
 
 def test_split_heads_refuses_to_scale_views():
