@@ -2,9 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mmswin.models.layers.attention import WindowMSA, relative_position_index
+from mmswin.models.layers.attention import WindowMSA, project_into_window_order, relative_position_index
 from mmswin.models.layers.window_layout import build_window_layout
+
+from .test_token_gather import plain_pad, random_map
 
 
 def test_relative_position_index_matches_offsets():
@@ -150,3 +153,35 @@ def test_attention_weights_node_casts_fp32_inputs_as_autocast_casts_matmul():
     for name, g, e in zip(('q', 'k', 'bias'), grads, expected):
         assert g.dtype == torch.float32, name
         assert (g - e).norm() <= 2e-2 * e.norm(), name
+
+
+@pytest.mark.parametrize('padded, real, with_bias', [(23, 17, True), (23, 17, False), (12, 12, True)])
+def test_projection_into_window_order_matches_projecting_padded_zeros(padded, real, with_bias):
+    """The product on the real rows only, the padding rows given the bias: the values
+    and gradients (bias included, which padding rows feed) of projecting zero rows."""
+    row_map = random_map(padded, real, seed=2)
+    tokens = torch.randn(2, real, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(9, dtype=torch.float64, requires_grad=True) if with_bias else None
+    inputs = (tokens, weight) + ((bias,) if with_bias else ())
+    ours = project_into_window_order(tokens, weight, bias, row_map)
+    plain = F.linear(plain_pad(tokens, row_map), weight, bias)
+    assert ours.shape == (2, padded, 9)
+    assert torch.allclose(ours, plain, rtol=0, atol=1e-12)
+    grad = torch.randn_like(plain)
+    for ours_grad, plain_grad in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
+        assert torch.allclose(ours_grad, plain_grad, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *args: project_into_window_order(*args[:2], bias, row_map), inputs[:2])
+
+
+def test_projection_into_window_order_under_bf16_autocast_pads_in_the_products_dtype():
+    row_map = random_map(23, 17, seed=3)
+    tokens = torch.randn(2, 17, 8)
+    linear = torch.nn.Linear(8, 12)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        ours = project_into_window_order(tokens, linear.weight, linear.bias, row_map)
+        plain = linear(plain_pad(tokens, row_map))
+    assert ours.dtype == plain.dtype == torch.bfloat16
+    assert torch.allclose(ours.float(), plain.float(), rtol=1e-2, atol=1e-2)
+    padding = row_map.from_source == 17
+    assert torch.equal(ours[:, padding], linear.bias.to(torch.bfloat16).expand(2, int(padding.sum()), 12))

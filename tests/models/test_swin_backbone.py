@@ -7,7 +7,7 @@ import torch
 
 from mmswin.kernels import cpu_chunked
 from mmswin.models import SwinBackbone
-from mmswin.models.layers import swin_block
+from mmswin.models.layers import attention
 
 from ..helpers import BAD_INPUTS, COMMON_BAD_ARGS, MINI_ARCH, assert_autocast_close, perturb_
 
@@ -137,16 +137,16 @@ def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
     unmasked.load_state_dict(base.state_dict())
     with torch.no_grad():
         reference = [base(x), unmasked(x)]
-        # Fill padded tokens with large noise instead of zeros after norm1 (on the reference
-        # and on the chunked path): masked keys must not matter.
-        zero_padded = swin_block.pad_rows
+        # Fill padded tokens with large noise instead of zeros (on the reference, their
+        # qkv rows, and on the chunked path, after norm1): masked keys must not matter.
+        zero_padded = attention.pad_rows
 
         def noise_padded(real, rows):
             tokens = zero_padded(real, rows)
             padding = (rows.from_source == real.shape[1]).view(1, -1, 1)
             return torch.where(padding, 30 * torch.randn_like(tokens), tokens)
 
-        monkeypatch.setattr(swin_block, 'pad_rows', noise_padded)
+        monkeypatch.setattr(attention, 'pad_rows', noise_padded)
         monkeypatch.setattr(
             cpu_chunked,
             'padded_normed',

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from mmswin.kernels import autocast_dtype, check_attn_impl, choose_attention_impl, is_transforming
 
+from .token_gather import RowMap, crop_rows, pad_rows
+
 
 def relative_position_index(window_size: int) -> Tensor:
     """Index into the ``(2M-1)**2`` bias table for every (query, key) pair of a window.
@@ -28,6 +30,25 @@ def relative_position_index(window_size: int) -> Tensor:
     )  # [2, N]
     offset = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # [2, N, N]
     return offset[0] * (2 * window_size - 1) + offset[1]
+
+
+def project_into_window_order(tokens: Tensor, weight: Tensor, bias: Optional[Tensor], rows: Optional[RowMap]) -> Tensor:
+    """``F.linear(pad_rows(tokens, rows), weight, bias)``: ``[B, R, C]`` tokens of a
+    block's stream -> ``[B, P, C_out]`` in its window order (``rows``:
+    :meth:`~.window_layout.WindowLayout.real_row_map`; None: the tokens are in it).
+
+    The product runs on the ``R`` real rows only: the padding rows, zeros on the way in,
+    come out as ``bias`` (zeros without one), in the product's dtype, as a product over
+    the padded rows gives them; ``bias``'s gradient sums over every row, padding included.
+    """
+    if rows is None:
+        return F.linear(tokens, weight, bias)
+    # No padding rows (checked in eager code only: traced sizes make no guard here).
+    permutation = not (rows.traced or is_transforming(tokens)) and rows.from_source.numel() == rows.rows.numel()
+    if bias is None or permutation:
+        return pad_rows(F.linear(tokens, weight, bias), rows)
+    padded = pad_rows(F.linear(tokens, weight), rows)  # a fresh tensor: the add can write into it
+    return padded.add_(bias.to(padded.dtype))
 
 
 def split_heads(
@@ -246,19 +267,22 @@ class WindowMSA(nn.Module):
         """The output projection and its dropout, on ``[..., C]`` rows of :meth:`attend`."""
         return self.proj_drop(self.proj(attended))
 
-    def attend(self, tokens: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def attend(self, tokens: Tensor, mask: Optional[Tensor] = None, rows: Optional[RowMap] = None) -> Tensor:
         """Attend inside each window, all windows of the batch at once, before the output
         projection.
 
         Args:
-            tokens: ``[B, num_windows * N, C]``, in window order (the ``N`` tokens of a
-                window consecutive).
+            tokens: ``[B, num_windows * N, C]`` in window order (the ``N`` tokens of a
+                window consecutive), or with ``rows``, ``[B, R, C]`` tokens that ``rows``
+                places in it (:meth:`~.window_layout.WindowLayout.real_row_map`); the
+                window order's other rows are padding, zeros before the qkv projection.
             mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
+            rows: optional map of ``tokens`` into the window order.
 
         Returns:
-            ``[B, num_windows * N, C]``, the heads' outputs side by side.
+            The heads' outputs side by side, in the order and shape of ``tokens``.
         """
-        qkv = self.qkv(tokens)
+        qkv = project_into_window_order(tokens, self.qkv.weight, self.qkv.bias, rows)
         table = self.relative_position_bias_table
         needs_grad = torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
         impl = choose_attention_impl(self.attn_impl, qkv.device.type, needs_grad, is_transforming(qkv))
@@ -269,7 +293,8 @@ class WindowMSA(nn.Module):
         dropout_p = self.attn_drop_rate if self.training else 0.0
         bias = self.relative_position_bias()
         scale = 1.0 if eager else self.scale
-        return attend_in_windows(q, k, v, bias, mask, tokens.shape[0], scale, impl, dropout_p)
+        out = attend_in_windows(q, k, v, bias, mask, tokens.shape[0], scale, impl, dropout_p)
+        return out if rows is None else crop_rows(out, rows)
 
 
 # --- Swin V2 (Liu et al., "Swin Transformer V2", CVPR 2022) -------------------------------------
@@ -405,25 +430,36 @@ class WindowMSAV2(nn.Module):
         """The output projection and its dropout, on ``[..., C]`` rows of :meth:`attend`."""
         return self.proj_drop(self.proj(attended))
 
-    def attend(self, tokens: Tensor, inputs: PositionBiasInputs, mask: Optional[Tensor] = None) -> Tensor:
+    def attend(
+        self,
+        tokens: Tensor,
+        inputs: PositionBiasInputs,
+        mask: Optional[Tensor] = None,
+        rows: Optional[RowMap] = None,
+    ) -> Tensor:
         """Attend inside each window, all windows of the batch at once, before the output
         projection.
 
         Args:
-            tokens: ``[B, num_windows * N, C]`` in window order, ``N = inputs.window_size ** 2``.
+            tokens: ``[B, num_windows * N, C]`` in window order, ``N = inputs.window_size ** 2``,
+                or with ``rows``, ``[B, R, C]`` tokens that ``rows`` places in it; the
+                window order's other rows are padding, zeros before the qkv projection.
             inputs: the position bias inputs of this window size.
             mask: optional additive ``[num_windows, N, N]`` mask, shared by the batch.
+            rows: optional map of ``tokens`` into the window order
+                (:meth:`~.window_layout.WindowLayout.real_row_map`).
 
         Returns:
-            ``[B, num_windows * N, C]``, the heads' outputs side by side.
+            The heads' outputs side by side, in the order and shape of ``tokens``.
         """
         B = tokens.shape[0]
         qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias, requires_grad=False), self.v_bias))
-        qkv = F.linear(tokens, self.qkv.weight, qkv_bias)
+        qkv = project_into_window_order(tokens, self.qkv.weight, qkv_bias, rows)
         q, k, v = split_heads(qkv, inputs.window_size * inputs.window_size, self.num_heads)
         scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().to(q.dtype)  # [heads, 1, 1]
         q = F.normalize(q, dim=-1) * scale
         k = F.normalize(k, dim=-1)
 
         dropout_p = self.attn_drop_rate if self.training else 0.0
-        return attend_in_windows(q, k, v, self.position_bias(inputs), mask, B, 1.0, self.attn_impl, dropout_p)
+        out = attend_in_windows(q, k, v, self.position_bias(inputs), mask, B, 1.0, self.attn_impl, dropout_p)
+        return out if rows is None else crop_rows(out, rows)

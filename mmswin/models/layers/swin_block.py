@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from mmswin.kernels import BLOCK_IMPLS, autocast_dtype, check_block_impl, run_block, skips_dropped_branches
 
 from .attention import PositionBiasInputs, WindowMSA, WindowMSAV2
-from .token_gather import RowMap, crop_rows, pad_rows
+from .token_gather import crop_rows, pad_rows
 from .window_layout import WindowLayout
 
 __all__ = ['BLOCK_IMPLS', 'DropPath', 'Mlp', 'SwinBlock', 'SwinBlockV2']
@@ -75,15 +75,6 @@ class Mlp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-def in_window_order(tokens: Tensor, rows: Optional[RowMap], attend: Callable[[Tensor], Tensor]) -> Tensor:
-    """``attend`` on ``tokens`` moved into a block's window order by ``rows``
-    (:meth:`WindowLayout.real_row_map`; None: they are in it), its output moved back:
-    ``[B, Lr, C]`` -> ``[B, Lr, C']``. Padding rows enter ``attend`` as zeros."""
-    if rows is None:
-        return attend(tokens)
-    return crop_rows(attend(pad_rows(tokens, rows)), rows)
 
 
 def residual_branches(
@@ -157,10 +148,11 @@ class SwinBlock(nn.Module):
         """The block on all windows of the batch at once: the definition every other
         implementation is tested against.
 
-        Padded tokens enter attention as zeros (keys and values, as in the reference
-        that pads the normalised tokens) but get no norm, no output projection and no
-        MLP, whose results for them are never used: on a padded grid the output's padded
-        tokens are zero.
+        Padded tokens enter the qkv projection as zeros (as in the reference that pads
+        the normalised tokens), so their q, k and v are the projection's bias, added
+        without a product (:func:`~.attention.project_into_window_order`). They get no
+        norm, no output projection and no MLP, whose results for them are never used:
+        on a padded grid the output's padded tokens are zero.
         """
         shifted = self.shifted and layout.shift_size > 0
         # The mask in the dtype attention computes in, cast once per layout, not per block.
@@ -169,8 +161,7 @@ class SwinBlock(nn.Module):
         rows = layout.real_row_map(shifted)
 
         def attention(tokens: Tensor) -> Tensor:
-            attended = in_window_order(self.norm1(tokens), rows, lambda windows: self.attn.attend(windows, mask))
-            return self.attn.project(attended)
+            return self.attn.project(self.attn.attend(self.norm1(tokens), mask, rows))
 
         def mlp(tokens: Tensor) -> Tensor:
             return self.mlp(self.norm2(tokens))
@@ -227,9 +218,10 @@ class SwinBlockV2(nn.Module):
         """``[B, L, C]`` tokens in regular window order -> same shape; ``bias_inputs`` are
         those of ``layout.window_size``.
 
-        Padded tokens enter attention as zeros (the reference pads the stream itself) but
-        get no projection, norm or MLP, whose results for them are never used: on a padded
-        grid the output's padded tokens are zero.
+        Padded tokens enter the qkv projection as zeros (the reference pads the stream
+        itself), so their q, k and v are its bias, added without a product. They get no
+        output projection, norm or MLP, whose results for them are never used: on a
+        padded grid the output's padded tokens are zero.
         """
         shifted = self.shifted and layout.shift_size > 0
         dtype = autocast_dtype(x.device.type) or self.norm1.weight.dtype
@@ -237,8 +229,7 @@ class SwinBlockV2(nn.Module):
         rows = layout.real_row_map(shifted)
 
         def attention(tokens: Tensor) -> Tensor:
-            attended = in_window_order(tokens, rows, lambda windows: self.attn.attend(windows, bias_inputs, mask))
-            return self.norm1(self.attn.project(attended))
+            return self.norm1(self.attn.project(self.attn.attend(tokens, bias_inputs, mask, rows)))
 
         def mlp(tokens: Tensor) -> Tensor:
             return self.norm2(self.mlp(tokens))
