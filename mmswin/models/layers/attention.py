@@ -43,8 +43,7 @@ def project_into_window_order(tokens: Tensor, weight: Tensor, bias: Optional[Ten
     """
     if rows is None:
         return F.linear(tokens, weight, bias)
-    # No padding rows (checked in eager code only: traced sizes make no guard here).
-    permutation = not (rows.traced or is_transforming(tokens)) and rows.from_source.numel() == rows.rows.numel()
+    permutation = not (rows.traced or is_transforming(tokens)) and rows.is_permutation
     if bias is None or permutation:
         return pad_rows(F.linear(tokens, weight, bias), rows)
     padded = pad_rows(F.linear(tokens, weight), rows)  # a fresh tensor: the add can write into it

@@ -38,6 +38,12 @@ class RowMap(NamedTuple):
     from_source: Tensor
     traced: bool = False
 
+    @property
+    def is_permutation(self) -> bool:
+        """Whether no row of the padded order is padding (``P == R``). Eager code only:
+        in a traced or exported graph the comparison of sizes would make a guard."""
+        return self.from_source.numel() == self.rows.numel()
+
 
 def crop_rows(padded: Tensor, row_map: RowMap) -> Tensor:
     """``[B, P, C]`` -> ``[B, R, C]``: the rows ``row_map.rows`` of ``padded``."""
@@ -75,7 +81,7 @@ class _PadRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, source: Tensor, row_map: RowMap) -> Tensor:
         ctx.row_map = row_map
-        if row_map.from_source.numel() == row_map.rows.numel():  # a permutation: no zero row
+        if row_map.is_permutation:  # no zero row
             return source.index_select(1, row_map.from_source)
         return _with_zero_row(source).index_select(1, row_map.from_source)
 
