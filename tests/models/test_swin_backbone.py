@@ -130,33 +130,38 @@ def test_absolute_pos_embed_is_resized_and_used():
     assert model.absolute_pos_embed.grad is not None and model.absolute_pos_embed.grad.abs().sum() > 0
 
 
-def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch):
+@pytest.mark.parametrize(
+    'block_impl', ['auto', 'reference']
+)  # in eval fp32 on a CPU: the chunked kernel, the reference
+def test_mask_padding_makes_real_tokens_blind_to_padding(monkeypatch, block_impl):
     x = torch.randn(1, 3, 41, 59)  # 11 x 15 tokens: padded in every stage
-    base = perturb_(mini(mask_padding=True)).eval()
-    unmasked = mini(mask_padding=False).eval()
+    base = perturb_(mini(mask_padding=True, block_impl=block_impl)).eval()
+    unmasked = mini(mask_padding=False, block_impl=block_impl).eval()
     unmasked.load_state_dict(base.state_dict())
+    noised = []
     with torch.no_grad():
         reference = [base(x), unmasked(x)]
-        # Fill padded tokens with large noise instead of zeros (on the reference, their
-        # qkv rows, and on the chunked path, after norm1): masked keys must not matter.
+        # Fill padded tokens with large noise instead of zeros (the reference: their qkv
+        # rows; the chunked kernel: after norm1): masked keys must not matter.
         zero_padded = attention.pad_rows
 
         def noise_padded(real, rows):
+            noised.append('reference')
             tokens = zero_padded(real, rows)
             padding = (rows.from_source == real.shape[1]).view(1, -1, 1)
             return torch.where(padding, 30 * torch.randn_like(tokens), tokens)
 
+        def noise_normed(real, chunk, rows):
+            noised.append('chunked')
+            if chunk.valid_rows is None:
+                return real
+            return (30 * torch.randn(rows, real.shape[1])).index_copy_(0, chunk.valid_rows, real)
+
         monkeypatch.setattr(attention, 'pad_rows', noise_padded)
-        monkeypatch.setattr(
-            cpu_chunked,
-            'padded_normed',
-            lambda real, chunk, rows: (
-                real
-                if chunk.valid_rows is None
-                else (30 * torch.randn(rows, real.shape[1])).index_copy_(0, chunk.valid_rows, real)
-            ),
-        )
+        monkeypatch.setattr(cpu_chunked, 'padded_normed', noise_normed)
         noisy = [base(x), unmasked(x)]
+    # The noise reached the path under test, and only that one.
+    assert set(noised) == {'chunked' if block_impl == 'auto' else 'reference'}
     for a, b in zip(reference[0], noisy[0]):
         assert torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(reference[1][0], noisy[1][0], atol=1e-4)
