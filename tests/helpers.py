@@ -1,4 +1,4 @@
-"""Helpers shared by tests: small architectures, random weights, peer key layouts."""
+"""Helpers shared by tests: small architectures, random weights, peer key layouts, row maps."""
 
 import re
 from collections import OrderedDict
@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from mmswin.models import SwinBackbone
+from mmswin.models.layers.token_gather import RowMap
 
 # A 4-stage Swin small enough for fast tests; heads divide every stage width.
 MINI_ARCH = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
@@ -170,3 +171,18 @@ def torchvision_layout(state_dict: dict) -> OrderedDict:
     out['head.weight'] = torch.randn(10, state_dict['norm3.weight'].shape[0])
     out['head.bias'] = torch.randn(10)
     return out
+
+
+def random_map(padded: int, real: int, seed: int = 0, traced: bool = False) -> RowMap:
+    """A :class:`RowMap` placing ``real`` rows at random among ``padded`` (the rest padding)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(padded, generator=generator)[:real]
+    from_source = torch.full((padded,), real, dtype=torch.long)
+    from_source[rows] = torch.arange(real)
+    return RowMap(rows, from_source, traced)
+
+
+def plain_pad(source: torch.Tensor, row_map: RowMap) -> torch.Tensor:
+    """``pad_rows`` by plain ops: ``source`` with a zero row appended, gathered by ``from_source``."""
+    zero_row = torch.zeros(source.shape[0], 1, source.shape[2], dtype=source.dtype)
+    return torch.cat([source, zero_row], 1).index_select(1, row_map.from_source)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmswin.models.layers.attention import WindowMSA, project_into_window_order, relative_position_index
 from mmswin.models.layers.window_layout import build_window_layout
 
-from .test_token_gather import plain_pad, random_map
+from ..helpers import plain_pad, random_map
 
 
 def test_relative_position_index_matches_offsets():

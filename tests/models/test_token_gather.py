@@ -5,20 +5,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmswin.models.layers.token_gather import RowMap, crop_rows, pad_rows
+from mmswin.models.layers.token_gather import crop_rows, pad_rows
 
-
-def random_map(padded: int, real: int, seed: int = 0, traced: bool = False) -> RowMap:
-    generator = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(padded, generator=generator)[:real]
-    from_source = torch.full((padded,), real, dtype=torch.long)
-    from_source[rows] = torch.arange(real)
-    return RowMap(rows, from_source, traced)
-
-
-def plain_pad(source, row_map):
-    zero_row = torch.zeros(source.shape[0], 1, source.shape[2], dtype=source.dtype)
-    return torch.cat([source, zero_row], 1).index_select(1, row_map.from_source)
+from ..helpers import plain_pad, random_map
 
 
 class OpNames(TorchDispatchMode):
