@@ -110,6 +110,20 @@ def format_report(results: dict) -> str:
                 f'{e["time_over_own_floor"]:12.2f}{e["matmul_gflop"]:9.1f}'
                 for name, e in entries(t, (OURS, MMDET))
             ]
+            lines.append(
+                "The step's GELUs, layer norms and softmaxes with their backward passes alone, and the "
+                'products plus them:'
+            )
+            lines.append(f'{"":10}{"element-wise ms":>16}{"products + it ms":>18}{"time / it":>11}')
+            lines += [
+                f'{name:10}{ms(e["elementwise_alone_s"]):>16}{ms(e["essential_alone_s"]):>18}'
+                f'{e["time_over_essential"]:11.2f}'
+                for name, e in entries(t, (OURS, MMDET))
+            ]
+            lines.append(
+                f"MMDetection's step over our products + it: {t[OURS]['mmdet_time_over_essential']:.2f}x "
+                '(the most speed-up that leaves room for)'
+            )
             lines.append(contention_note(list(t['timing'].values())))
     if 'profile' in results:
         p = results['profile']

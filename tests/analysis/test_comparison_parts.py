@@ -36,6 +36,33 @@ def test_recorders_count_the_same_work_for_every_backbone():
     assert len({peers.count_backbone(model, (224, 224)) for model in models.values()}) == 1
 
 
+@pytest.mark.parametrize('backward', [False, True])
+def test_elementwise_floor_runs_the_recorded_ops_and_their_backward(backward):
+    """The floor runs each recorded op at its shape and dtype, and with ``backward``
+    (the training floor) its backward pass too."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    ops = [('gelu', 12, torch.bfloat16), ('softmax', 6, 49, torch.float32), ('layer_norm', 5, 8, torch.float32)]
+    seen = []
+
+    class Seen(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            first = args[0]
+            seen.append((func.overloadpacket.__name__, tuple(first.shape), first.dtype))
+            return func(*args, **(kwargs or {}))
+
+    run = floor.elementwise_floor(ops, torch.device('cpu'), backward)
+    with Seen():
+        run()
+    names = {name for name, _, _ in seen}
+    assert ('gelu', (12,), torch.bfloat16) in seen
+    assert ('softmax', (6, 49), torch.float32) in seen
+    assert ('native_layer_norm', (5, 8), torch.float32) in seen
+    backward_ops = {'gelu_backward', '_softmax_backward_data', 'native_layer_norm_backward'}
+    assert (backward_ops <= names) if backward else not (backward_ops & names)
+
+
 def test_linear_fit_and_power_law():
     fit = scaling.linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
     assert fit['slope'] == pytest.approx(2) and fit['intercept'] == pytest.approx(1) and fit['r2'] == pytest.approx(1)

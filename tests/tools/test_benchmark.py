@@ -82,9 +82,12 @@ def test_quick_run_reports_every_figure(tmp_path):
         assert entry['num_matmuls'] > 0
     for name in ('mmswin', 'mmdet'):  # the training step against its forward and backward products
         entry = floor['train'][name]
-        assert all(positive(entry[key]) for key in ('time_s', 'matmuls_alone_s', 'time_over_own_floor'))
+        keys = ('time_s', 'matmuls_alone_s', 'time_over_own_floor', 'elementwise_alone_s', 'time_over_essential')
+        assert all(positive(entry[key]) for key in keys), name
+        assert entry['essential_alone_s'] > entry['matmuls_alone_s']
         assert entry['num_matmuls'] > floor[name]['num_matmuls']  # backward products recorded too
         assert positive(entry['matmul_gflop'])
+    assert positive(floor['train']['mmswin']['mmdet_time_over_essential'])
 
     scaling = results['scaling']
     assert scaling['sizes'] == [32, 48, 64]
