@@ -48,6 +48,18 @@ def test_pad_rows_matches_cat_and_index_select(padded, real):
     assert (ours[:, row_map.from_source == real] == 0).all()
 
 
+def test_eager_pad_gathers_once_and_appends_no_zero_row():
+    """The eager move into a padded order is one gather and a fill of the padding rows:
+    no ``cat`` copies the source first. Padding rows are zero even where the gather put
+    a real row (source row 0, nonzero here)."""
+    row_map = random_map(31, 19, seed=3)
+    source = torch.randn(2, 19, 5) + 10.0
+    with OpNames() as seen:
+        out = pad_rows(source, row_map)
+    assert 'cat' not in seen.names and 'index_select' in seen.names, seen.names
+    assert torch.equal(out, plain_pad(source, row_map))
+
+
 def test_backward_passes_gather_and_never_scatter():
     row_map = random_map(40, 29)
     x = torch.randn(2, 40, 8, requires_grad=True)

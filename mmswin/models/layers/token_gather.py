@@ -17,7 +17,8 @@ exports are unchanged).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -25,7 +26,8 @@ from torch import Tensor
 from mmswin.kernels import is_transforming
 
 
-class RowMap(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class RowMap:
     """Where the ``R`` rows of one order stand among the ``P >= R`` rows of another.
 
     ``rows``: ``[R]`` long, the row of each source token in the padded order.
@@ -43,6 +45,18 @@ class RowMap(NamedTuple):
         """Whether no row of the padded order is padding (``P == R``). Eager code only:
         in a traced or exported graph the comparison of sizes would make a guard."""
         return self.from_source.numel() == self.rows.numel()
+
+    @cached_property
+    def gather_with_padding(self) -> tuple[Tensor, Tensor]:
+        """Eager code only: ``from_source`` with every padding row pointing at source row
+        0 instead of ``R`` (``[P]`` long), and the padding rows' positions (``[P - R]``
+        long), kept with the map: :func:`pad_rows` gathers by the first and zeros the
+        second, with no zero row appended to the source."""
+        real = self.rows.numel()
+        # Sorted, the P - R padding entries (value R) come last: a size known without
+        # reading the values (no nonzero), so it works on every device, meta included.
+        padding = torch.argsort(self.from_source, stable=True)[real:]
+        return self.from_source.masked_fill(self.from_source == real, 0), padding
 
 
 def crop_rows(padded: Tensor, row_map: RowMap) -> Tensor:
@@ -81,9 +95,12 @@ class _PadRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, source: Tensor, row_map: RowMap) -> Tensor:
         ctx.row_map = row_map
-        if row_map.is_permutation:  # no zero row
+        if row_map.is_permutation:
             return source.index_select(1, row_map.from_source)
-        return _with_zero_row(source).index_select(1, row_map.from_source)
+        # One gather and a fill of the padding rows: appending a zero row would copy
+        # the whole source once more.
+        gather, padding = row_map.gather_with_padding
+        return source.index_select(1, gather).index_fill_(1, padding, 0)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
