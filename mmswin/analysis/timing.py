@@ -157,6 +157,13 @@ def environment(args) -> dict:
         with open('/proc/cpuinfo') as f:
             info = f.read().splitlines()
         cpu = next((line.split(':', 1)[1].strip() for line in info if line.startswith('model name')), cpu)
+        # Under a hypervisor the name can be as bare as 'AMD EPYC': family and model tell
+        # the generations apart (AMD family 25 is Zen 3/4, family 26 Zen 5).
+        fields: dict = {}
+        for key, _, value in (line.partition(':') for line in info):
+            fields.setdefault(key.strip(), value.strip())  # the first processor's
+        if 'cpu family' in fields and 'model' in fields:
+            cpu = f'{cpu} (family {fields["cpu family"]}, model {fields["model"]})'
         all_flags = next((line.split(':', 1)[1].split() for line in info if line.startswith('flags')), [])
         flags = sorted(flag for flag in all_flags if flag.startswith(SIMD_FLAG_PREFIXES))
     return dict(

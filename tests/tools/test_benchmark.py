@@ -42,6 +42,9 @@ def run_quick(tmp_path, *args):
 def test_quick_run_reports_every_figure(tmp_path):
     results, stdout = run_quick(tmp_path, '--parts', 'complexity', 'backbones', 'floor', 'scaling')
     assert results['environment']['threads'] == 1 and results['environment']['dtype'] == 'fp32'
+    cpuinfo = '/proc/cpuinfo'
+    if os.path.exists(cpuinfo) and 'cpu family' in open(cpuinfo).read():  # named with its family and model
+        assert 'family' in results['environment']['cpu'], results['environment']['cpu']
 
     complexity = results['complexity']
     for name in NAMES:
