@@ -140,12 +140,9 @@ def elementwise_floor(ops: list[tuple], device: torch.device, backward: bool = F
         kind, shape, dtype = key[0], key[1:-1], key[-1]
         if key not in operands:
             options = dict(device=device, dtype=dtype)
-            operands[key] = dict(
-                x=torch.randn(*shape, **options),
-                out=torch.empty(*shape, **options),
-                grad=torch.randn(*shape, **options),
-                grad_in=torch.empty(*shape, **options),
-            )
+            operands[key] = dict(x=torch.randn(*shape, **options), out=torch.empty(*shape, **options))
+            if backward:
+                operands[key].update(grad=torch.randn(*shape, **options), grad_in=torch.empty(*shape, **options))
             if kind == 'layer_norm':
                 operands[key].update(weight=torch.ones(shape[1], **options), bias=torch.zeros(shape[1], **options))
         calls.append(_elementwise_call(kind, operands[key], backward))

@@ -11,6 +11,22 @@ def entries(part: dict, names: tuple) -> list[tuple[str, dict]]:
     return [(name, part[name]) for name in names]
 
 
+def ms(seconds: float) -> str:
+    """Seconds as milliseconds, 9 characters wide."""
+    return f'{1e3 * seconds:9.1f}'
+
+
+def essential_table(part: dict, names: tuple, ratio_key: str, ratio_label: str) -> list[str]:
+    """The lines of a floor's element-wise table: per backbone its element-wise work
+    alone, its products plus that work (ms), and the ratio ``ratio_key``."""
+    lines = [f'{"":10}{"element-wise ms":>16}{"products + it ms":>18}{ratio_label:>12}']
+    lines += [
+        f'{name:10}{ms(e["elementwise_alone_s"]):>16}{ms(e["essential_alone_s"]):>18}{e[ratio_key]:12.2f}'
+        for name, e in entries(part, names)
+    ]
+    return lines
+
+
 def format_report(results: dict) -> str:
     lines = []
     env = results['environment']
@@ -22,7 +38,6 @@ def format_report(results: dict) -> str:
     if env.get('cpu_simd_flags') is not None:
         native = 'native bf16' if env.get('native_bf16') else 'no native bf16'
         lines.append(f'CPU flags ({native}): {" ".join(env["cpu_simd_flags"])}')
-    ms = lambda t: f'{1e3 * t:9.1f}'  # noqa: E731
     if 'complexity' in results:
         c = results['complexity']
         lines.append('\nComplexity (FLOPs = multiply-adds, MMEngine)')
@@ -91,12 +106,7 @@ def format_report(results: dict) -> str:
             "The pass's GELUs, layer norms and attention softmaxes alone, and the products plus them "
             '(a pass with every copy, mask, residual and bias add fused away):'
         )
-        lines.append(f'{"":10}{"element-wise ms":>16}{"products + it ms":>18}{"/own floor":>12}')
-        lines += [
-            f'{name:10}{ms(e["elementwise_alone_s"]):>16}{ms(e["essential_alone_s"]):>18}'
-            f'{e["essential_over_own_floor"]:12.2f}'
-            for name, e in entries(f, (OURS, MMDET, MMSEG))
-        ]
+        lines += essential_table(f, (OURS, MMDET, MMSEG), 'essential_over_own_floor', '/own floor')
         lines.append(contention_note(list(f['timing'].values())))
         if 'train' in f:
             t = f['train']
@@ -114,12 +124,7 @@ def format_report(results: dict) -> str:
                 "The step's GELUs, layer norms and softmaxes with their backward passes alone, and the "
                 'products plus them:'
             )
-            lines.append(f'{"":10}{"element-wise ms":>16}{"products + it ms":>18}{"time / it":>11}')
-            lines += [
-                f'{name:10}{ms(e["elementwise_alone_s"]):>16}{ms(e["essential_alone_s"]):>18}'
-                f'{e["time_over_essential"]:11.2f}'
-                for name, e in entries(t, (OURS, MMDET))
-            ]
+            lines += essential_table(t, (OURS, MMDET), 'time_over_essential', 'time / it')
             lines.append(
                 f"MMDetection's step over our products + it: {t[OURS]['mmdet_time_over_essential']:.2f}x "
                 '(the most speed-up that leaves room for)'
